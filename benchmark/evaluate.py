@@ -1,0 +1,237 @@
+"""Evaluate videos against a split at every horizon.
+
+``python -m benchmark.evaluate --videos DIR --split NAME --horizon 10 --horizon 90`` scores videos made
+elsewhere (one file per clip id, e.g. ``DIR/<clip_id>.mp4``): the path for external methods and
+leaderboard submissions. ``benchmark.run`` calls the same code on the videos it generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import distributed
+from .errors import BenchmarkError, ClipError
+from .protocol import Protocol, resolve_horizons
+from .results import (
+    MetricResult,
+    RunResults,
+    environment_info,
+    format_table,
+    git_info,
+    package_versions,
+    plot_drift,
+    write_csv,
+    write_jsonl,
+    write_results_json,
+)
+from .split import Split, resolve_split
+from .video import iter_frames, prefetch, probe
+
+VIDEO_EXTENSIONS = (".mkv", ".mp4", ".mov", ".webm", ".avi")
+
+
+@dataclass
+class Evaluation:
+    """Per-clip evaluations of this process, failures, and the harness holding pooled statistics."""
+
+    harness: object
+    clips: list = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def find_videos(directory: Path, split: Split) -> dict[str, Path | None]:
+    """Map every clip id of the split to its video in ``directory`` (None when missing)."""
+    found: dict[str, Path | None] = {}
+    for clip in split.clips:
+        candidates = [directory / f"{clip.id}{ext}" for ext in VIDEO_EXTENSIONS]
+        existing = [p for p in candidates if p.exists()]
+        found[clip.id] = existing[0] if existing else None
+    return found
+
+
+def make_harness(protocol: Protocol, horizons: tuple[float, ...], metrics: list[str] | None, device: str, weights_dir: str | None):
+    from .metrics import EvaluationHarness
+    from .weights import WeightsConfig
+
+    weights = WeightsConfig.from_env(weights_dir) if weights_dir else WeightsConfig.from_env()
+    return EvaluationHarness(protocol, horizons_s=list(horizons), metrics=metrics, device=device, weights=weights)
+
+
+def evaluate_clips(
+    harness,
+    split: Split,
+    protocol: Protocol,
+    videos: dict[str, Path | None],
+    boundaries: dict[str, list[int]],
+    already_failed: dict[str, str] | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Evaluate this process's clips. A bad clip is recorded as failed and the others go on."""
+    result = Evaluation(harness=harness, failed=dict(already_failed or {}))
+    num_frames = protocol.horizon_frames(max(protocol.horizons_s))
+    window = protocol.window_frames
+    began = time.perf_counter()
+    clips = [c for c in split.clips if c.id in videos and c.id not in result.failed]
+    for clip in tqdm(clips, desc="evaluate", unit="clip", disable=not progress, leave=False):
+        path = videos[clip.id]
+        try:
+            if path is None:
+                raise ClipError(clip.id, None, f"no video for this clip (expected <clip_id>{'|'.join(VIDEO_EXTENSIONS)})")
+            info = probe(path, clip.id)
+            if (info.width, info.height) != (split.width, split.height):
+                raise ClipError(clip.id, path, f"resolution {info.width}x{info.height}, the split needs {split.width}x{split.height}")
+            if abs(info.fps - protocol.fps) > 1e-3:
+                raise ClipError(clip.id, path, f"fps {info.fps:g}, the protocol needs {protocol.fps}")
+            if info.num_frames < num_frames:
+                raise ClipError(clip.id, path, f"{info.num_frames} frames, the longest horizon needs {num_frames}")
+            _, face_boxes = split.load_keypoints(clip)
+            size = (split.width, split.height)
+            generated = prefetch(iter_frames(path, window, stop=num_frames, clip_id=clip.id, expected_size=size))
+            truth = prefetch(iter_frames(split.path(clip, "video"), window, stop=num_frames, clip_id=clip.id, expected_size=size))
+            result.clips.append(
+                harness.evaluate_clip(clip.id, generated=generated, ground_truth=truth, face_boxes=face_boxes[:num_frames], chunk_boundaries=boundaries.get(clip.id, []))
+            )
+        except BenchmarkError as exc:
+            result.failed[clip.id] = str(exc)
+            tqdm.write(f"FAILED {exc}", file=sys.stderr)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def gather(evaluation: Evaluation, split: Split) -> tuple[list, dict[str, str]]:
+    """All processes' clip evaluations in split order, and all failures."""
+    order = {clip.id: i for i, clip in enumerate(split.clips)}
+    evaluation.harness.sync()
+    clips = distributed.gather_objects(evaluation.clips, key=lambda ev: order[ev.clip_id])
+    failures = distributed.gather_objects(sorted(evaluation.failed.items()), key=lambda item: order.get(item[0], -1))
+    return clips, dict(failures)
+
+
+def build_results(
+    harness,
+    clips: list,
+    failed: dict[str, str],
+    split: Split,
+    protocol: Protocol,
+    method: dict,
+    limit: int | None,
+    device: str,
+    timing: dict,
+) -> RunResults:
+    aggregate = harness.aggregate(clips, failed_clips=failed)
+    metrics = [
+        MetricResult(
+            horizon_s=row.horizon_s,
+            metric=row.metric,
+            value=row.value,
+            stderr=row.stderr,
+            num_clips=row.num_clips,
+            higher_is_better=row.higher_is_better,
+            unavailable_reason=row.unavailable_reason,
+            extra=dict(row.extra or {}),
+        )
+        for row in aggregate.horizons
+    ]
+    drift = [
+        {"metric": p.metric, "window": p.window, "t_start_s": p.t_start_s, "t_end_s": p.t_end_s, "value": p.value, "stderr": p.stderr, "num_clips": p.num_clips}
+        for p in aggregate.drift
+    ]
+    return RunResults(
+        protocol=protocol.to_dict(),
+        protocol_hash=protocol.hash,
+        split={
+            "name": split.name,
+            "version": split.version,
+            "content_hash": split.content_hash,
+            "num_clips": len(split.clips),
+            "clip_ids": [c.id for c in split.clips],
+        },
+        method=method,
+        limit=limit,
+        metrics=metrics,
+        clips_evaluated=[ev.clip_id for ev in clips],
+        clips_failed=failed,
+        git=git_info(),
+        packages=package_versions(),
+        environment=environment_info(device, distributed.world_size()),
+        timing=timing,
+        drift=drift,
+    )
+
+
+def write_outputs(out: Path, results: RunResults, clips: list) -> None:
+    """``results.json``, ``windows.jsonl``, ``summary.csv`` and ``drift.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "windows.jsonl", (row for ev in clips for row in ev.window_rows()))
+    write_csv(out / "summary.csv", results.csv_rows())
+    plot_drift(out / "drift.png", results)
+    write_results_json(out / "results.json", results)
+
+
+def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", default="synthetic", help="split name (synthetic, synthetic-train) or a split folder holding manifest.json (default: synthetic)")
+    parser.add_argument(
+        "--horizon", type=float, action="append", metavar="SECONDS", help="horizon in seconds, repeatable (default: 10 30 60 90); each must fit in the shortest clip"
+    )
+    parser.add_argument("--limit", type=int, metavar="N", help="use only the first N clips; results are marked as not comparable")
+    parser.add_argument("--out", type=Path, help="output folder for results.json, windows.jsonl, summary.csv, drift.png")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--metrics", help="comma-separated subset of metrics (default: all): psnr,ssim,lpips,fid,vmae,fvd_videomae,f_psnr,seam,identity")
+    parser.add_argument("--weights-dir", help="folder with metric network weights (see python -m benchmark.weights)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def parse_metrics(text: str | None) -> list[str] | None:
+    return [m.strip() for m in text.split(",") if m.strip()] if text else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.evaluate",
+        description="Score videos made elsewhere against a split: one video per clip id (DIR/<clip_id>.mp4|.mkv|...), "
+        "at the split's resolution and 25 fps, at least as long as the longest horizon. Frame l is compared with ground-truth frame l.",
+    )
+    parser.add_argument("--videos", type=Path, required=True, help="folder of generated videos named <clip_id>.<ext>")
+    parser.add_argument("--method-name", default="external", help="method name recorded in the results (default: external)")
+    parser.add_argument(
+        "--carry-over", type=int, default=0, metavar="FRAMES", help="frames shared by consecutive 77-frame chunks in these videos, used to locate chunk seams (default: 0)"
+    )
+    add_evaluation_arguments(parser)
+    args = parser.parse_args(argv)
+    distributed.init_from_env(args.device)
+    try:
+        if not args.videos.is_dir():
+            parser.error(f"--videos {args.videos} is not a folder")
+        split = resolve_split(args.split).limited(args.limit)
+        horizons = resolve_horizons(args.horizon, split.protocol(), split.shortest_seconds)
+        protocol = split.protocol(horizons_s=horizons).with_carry_over(args.method_name, args.carry_over)
+    except (BenchmarkError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    num_frames = protocol.horizon_frames(max(horizons))
+    starts = protocol.chunk_starts(num_frames, args.carry_over)
+    boundaries = [s + args.carry_over for s in starts[1:]]
+    videos = find_videos(args.videos, split)
+    mine = {clip_id: videos[clip_id] for clip_id in distributed.shard([c.id for c in split.clips])}
+    harness = make_harness(protocol, horizons, parse_metrics(args.metrics), args.device, args.weights_dir)
+    evaluation = evaluate_clips(harness, split, protocol, mine, {c: boundaries for c in mine}, progress=not args.no_progress)
+    clips, failed = gather(evaluation, split)
+    if distributed.rank() == 0:
+        method = {"name": args.method_name, "arguments": {"videos": str(args.videos), "carry_over": args.carry_over}}
+        results = build_results(harness, clips, failed, split, protocol, method, args.limit, args.device, {"evaluation_s": round(evaluation.seconds, 3)})
+        out = args.out or args.videos / "evaluation"
+        write_outputs(out, results, clips)
+        print(format_table(results))
+        print(f"results written to {out}/results.json")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

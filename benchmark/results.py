@@ -1,0 +1,263 @@
+"""Typed, versioned results: ``results.json``, the per-window ``windows.jsonl``, the leaderboard CSV
+rows and the drift plot. Every file is written atomically (temporary name, then rename)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+from .split import atomic_write_text
+
+SCHEMA_VERSION = "1.0"
+
+# Columns of the summary CSV, shared with the leaderboards: one row per (run, horizon).
+CSV_ID_COLUMNS = (
+    "method",
+    "split",
+    "split_version",
+    "split_hash",
+    "protocol_hash",
+    "horizon_s",
+    "num_clips",
+    "failed_clips",
+    "limited",
+)
+CSV_METRIC_COLUMNS = ("psnr", "ssim", "lpips", "fid", "vmae", "f_psnr", "fvd_videomae", "seam", "identity")
+CSV_COLUMNS = CSV_ID_COLUMNS + CSV_METRIC_COLUMNS
+
+TRACKED_PACKAGES = (
+    "everanimate-bench",
+    "torch",
+    "torchvision",
+    "torchmetrics",
+    "numpy",
+    "av",
+    "lpips",
+    "pytorch-fid",
+    "transformers",
+    "diffusers",
+    "peft",
+)
+
+
+@dataclass
+class MetricResult:
+    horizon_s: float
+    metric: str
+    value: float | None
+    stderr: float | None
+    num_clips: int
+    higher_is_better: bool
+    unavailable_reason: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResults:
+    protocol: dict
+    protocol_hash: str
+    split: dict
+    method: dict
+    limit: int | None
+    metrics: list[MetricResult]
+    clips_evaluated: list[str]
+    clips_failed: dict[str, str]
+    git: dict
+    packages: dict
+    environment: dict
+    timing: dict = field(default_factory=dict)
+    drift: list[dict] = field(default_factory=list)
+    schema_version: str = SCHEMA_VERSION
+    created_utc: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def comparable(self) -> bool:
+        """Only full, failure-free runs may be compared with other methods or submitted."""
+        return self.limit is None and not self.clips_failed
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["comparable"] = self.comparable
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunResults":
+        d = dict(d)
+        d.pop("comparable", None)
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"results schema {d.get('schema_version')!r}, this code reads {SCHEMA_VERSION}")
+        d["metrics"] = [MetricResult(**m) for m in d["metrics"]]
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunResults":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def value(self, metric: str, horizon_s: float) -> float | None:
+        for m in self.metrics:
+            if m.metric == metric and abs(m.horizon_s - horizon_s) < 1e-9:
+                return m.value
+        raise KeyError(f"no {metric} at {horizon_s:g} s in these results")
+
+    @property
+    def horizons(self) -> list[float]:
+        return sorted({m.horizon_s for m in self.metrics})
+
+    def csv_rows(self) -> list[dict]:
+        rows = []
+        for horizon in self.horizons:
+            row: dict[str, Any] = {
+                "method": self.method["name"],
+                "split": self.split["name"],
+                "split_version": self.split["version"],
+                "split_hash": self.split["content_hash"],
+                "protocol_hash": self.protocol_hash,
+                "horizon_s": f"{horizon:g}",
+                "num_clips": len(self.clips_evaluated),
+                "failed_clips": len(self.clips_failed),
+                "limited": "true" if self.limit is not None else "false",
+            }
+            for m in self.metrics:
+                if abs(m.horizon_s - horizon) < 1e-9 and m.metric in CSV_METRIC_COLUMNS:
+                    row[m.metric] = "" if m.value is None else repr(float(m.value))
+            rows.append(row)
+        return rows
+
+
+# ---- provenance ------------------------------------------------------------------------------
+def git_info(root: str | Path | None = None) -> dict:
+    root = Path(root or Path(__file__).resolve().parents[1])
+    try:
+        revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return {"revision": None, "dirty": None}
+    return {"revision": revision, "dirty": dirty}
+
+
+def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict:
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def environment_info(device: str, num_processes: int) -> dict:
+    import torch
+
+    info = {
+        "device": device,
+        "num_processes": num_processes,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+# ---- writing ---------------------------------------------------------------------------------
+def write_results_json(path: str | Path, results: RunResults) -> None:
+    atomic_write_text(path, json.dumps(results.to_dict(), indent=1, allow_nan=False))
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
+
+
+def csv_text(rows: list[dict], columns: tuple[str, ...] = CSV_COLUMNS) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="raise", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in columns})
+    return buffer.getvalue()
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    atomic_write_text(path, csv_text(rows))
+
+
+def format_table(results: RunResults) -> str:
+    """Horizons as rows, metrics as columns; unavailable metrics show ``n/a`` with a footnote."""
+    metrics = [m for m in CSV_METRIC_COLUMNS if any(r.metric == m for r in results.metrics)]
+    header = ["horizon"] + [name for name in metrics]
+    lines = [header]
+    notes: dict[str, str] = {}
+    for horizon in results.horizons:
+        row = [f"{horizon:g} s"]
+        for name in metrics:
+            match = [r for r in results.metrics if r.metric == name and abs(r.horizon_s - horizon) < 1e-9]
+            if not match:
+                row.append("-")
+            elif match[0].value is None:
+                row.append("n/a")
+                notes[name] = match[0].unavailable_reason or "unavailable"
+            else:
+                arrow = "" if match[0].stderr is None else f"±{match[0].stderr:.3g}"
+                row.append(f"{match[0].value:.4g}{arrow}")
+        lines.append(row)
+    widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
+    text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in lines)
+    title = (
+        f"{results.method['name']} on {results.split['name']} (v{results.split['version']}, {len(results.clips_evaluated)} clips"
+        f"{', ' + str(len(results.clips_failed)) + ' FAILED' if results.clips_failed else ''}"
+        f"{', --limit ' + str(results.limit) + ': not comparable' if results.limit is not None else ''})"
+    )
+    footer = "".join(f"\n  n/a {name}: {reason}" for name, reason in notes.items())
+    failed = "".join(f"\n  FAILED {clip}: {reason}" for clip, reason in results.clips_failed.items())
+    return f"{title}\n{text}{footer}{failed}"
+
+
+def plot_drift(path: str | Path, results: RunResults) -> None:
+    """Each metric over time (1-second windows), mean over clips with a standard-error band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_metric: dict[str, list[dict]] = {}
+    for point in results.drift:
+        if point.get("value") is not None:
+            by_metric.setdefault(point["metric"], []).append(point)
+    if not by_metric:
+        return
+    names = sorted(by_metric)
+    cols = min(3, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        points = sorted(by_metric[name], key=lambda p: p["t_start_s"])
+        t = [p["t_start_s"] for p in points]
+        v = [p["value"] for p in points]
+        ax.plot(t, v, lw=1.2)
+        se = [p.get("stderr") for p in points]
+        if all(s is not None for s in se):
+            ax.fill_between(t, [a - b for a, b in zip(v, se)], [a + b for a, b in zip(v, se)], alpha=0.25, lw=0)
+        ax.set_title(name)
+        ax.set_xlabel("time (s)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"{results.method['name']} on {results.split['name']}: drift per 1-s window", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,270 @@
+"""The chunk loop: cuts a clip's controls into protocol chunks, calls the method chunk by chunk, streams
+the kept frames to disk and saves the method state after every chunk so that ``--resume`` continues
+exactly where a run stopped.
+
+Layout of a clip's work folder while it is being generated::
+
+    work/<clip>/segment_00007.mkv   frames kept from chunk 7 (lossless)
+    work/<clip>/state_00007.*       method state after chunk 7 (.safetensors tensors, .json scalars)
+
+The ``.json`` file is written last and marks the chunk complete. When all chunks are done the segments
+are joined into ``videos/<clip>.mkv`` and the work folder is removed.
+
+Controls past the end of a clip (the last chunk may overshoot the horizon) are extended by ping-pong
+reflection, ``i -> 2 (T - 1) - i``; the frames they produce lie past the horizon and are never scored.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from methods.base import ChunkControls, ChunkMethod, ClipContext, Method, VideoMethod, check_frames, state_from_disk, state_to_disk
+
+from .errors import ClipError
+from .protocol import Protocol
+from .split import ClipRecord, Split, atomic_write_text
+from .video import VIDEO_SUFFIX, VideoWriter, concat_videos, iter_frames, probe, write_video
+
+
+def reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
+    """Frame indices ``[start, stop)`` folded into ``[0, length)`` by ping-pong reflection."""
+    index = np.arange(start, stop)
+    if length == 1:
+        return np.zeros_like(index)
+    period = 2 * (length - 1)
+    index = index % period
+    return np.where(index < length, index, period - index)
+
+
+class SequentialReader:
+    """Reads frame ranges of one video in increasing order without decoding from the start each time.
+
+    Keeps the frames of the last request, so the overlap between consecutive chunks is not decoded
+    twice; a request before the buffered range reopens the file.
+    """
+
+    def __init__(self, path: Path, clip_id: str, num_frames: int, size: tuple[int, int]):
+        self.path, self.clip_id, self.num_frames, self.size = path, clip_id, num_frames, size
+        self._iterator = None
+        self._next = 0  # index of the next frame the decoder yields
+        self._buffer: list[torch.Tensor] = []
+        self._buffer_start = 0
+
+    def _restart(self, start: int) -> None:
+        self._iterator = iter_frames(self.path, batch_size=1, start=start, clip_id=self.clip_id, expected_size=self.size)
+        self._next = start
+        self._buffer, self._buffer_start = [], start
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Frames ``[start, stop)``, reflected past the end of the clip; ``uint8 (stop - start, H, W, 3)``."""
+        wanted = reflect_indices(start, stop, self.num_frames)
+        low, high = int(wanted.min()), int(wanted.max()) + 1
+        if self._iterator is None or low < self._buffer_start:
+            self._restart(low)
+        drop = low - self._buffer_start
+        if drop > 0:
+            self._buffer = self._buffer[drop:] if drop < len(self._buffer) else []
+            self._buffer_start = low
+        if self._buffer_start + len(self._buffer) < low:
+            self._restart(low)
+        while self._buffer_start + len(self._buffer) < high:
+            try:
+                batch = next(self._iterator)
+            except StopIteration:
+                raise ClipError(self.clip_id, self.path, f"video ends at frame {self._next}, manifest says {self.num_frames}") from None
+            if self._next >= self._buffer_start:
+                self._buffer.append(batch[0])
+            self._next += 1
+        frames = torch.stack(self._buffer)
+        return frames[torch.from_numpy(wanted - self._buffer_start)]
+
+
+@dataclass
+class ClipPlan:
+    """What the runner will generate for one clip."""
+
+    clip: ClipRecord
+    num_frames: int
+    carry_over: int
+    starts: list[int]
+
+    @property
+    def boundaries(self) -> list[int]:
+        """Output-frame index of the first kept frame of every chunk after the first."""
+        return [s + self.carry_over for s in self.starts[1:]]
+
+
+def plan_clip(protocol: Protocol, clip: ClipRecord, num_frames: int, carry_over: int) -> ClipPlan:
+    if num_frames > clip.num_frames:
+        raise ClipError(clip.id, None, f"needs {num_frames} frames for the horizon, clip has {clip.num_frames}")
+    return ClipPlan(clip, num_frames, carry_over, protocol.chunk_starts(num_frames, carry_over))
+
+
+def build_context(split: Split, clip: ClipRecord, protocol: Protocol, device: torch.device) -> ClipContext:
+    keypoints, face_boxes = split.load_keypoints(clip)
+    frame_size = (split.width, split.height)
+    pose = SequentialReader(split.path(clip, "pose_video"), clip.id, clip.num_frames, frame_size)
+    face = SequentialReader(split.path(clip, "face_video"), clip.id, clip.num_frames, (split.face_size, split.face_size))
+    truth = SequentialReader(split.path(clip, "video"), clip.id, clip.num_frames, frame_size)
+
+    def read_controls(start: int, stop: int, chunk: int = 0) -> ChunkControls:
+        index = reflect_indices(start, stop, clip.num_frames)
+        return ChunkControls(
+            index=chunk,
+            start=start,
+            pose=pose.read(start, stop),
+            face=face.read(start, stop),
+            keypoints=keypoints[index],
+            face_boxes=face_boxes[index],
+            generator=torch.Generator().manual_seed(protocol.chunk_seed(clip.id, chunk)),
+        )
+
+    return ClipContext(
+        clip_id=clip.id,
+        references=split.load_reference(clip).unsqueeze(0),
+        keypoints=keypoints,
+        face_boxes=face_boxes,
+        num_frames=clip.num_frames,
+        protocol=protocol,
+        face_size=split.face_size,
+        device=device,
+        read_controls=read_controls,
+        read_ground_truth=truth.read,
+    )
+
+
+def _state_paths(work: Path, chunk: int) -> tuple[Path, Path]:
+    return work / f"state_{chunk:05d}.safetensors", work / f"state_{chunk:05d}.json"
+
+
+def _segment_path(work: Path, chunk: int) -> Path:
+    return work / f"segment_{chunk:05d}{VIDEO_SUFFIX}"
+
+
+def _save_state(work: Path, chunk: int, state: dict, meta: dict) -> None:
+    tensors, scalars = state_to_disk(state)
+    tensor_path, json_path = _state_paths(work, chunk)
+    tmp = tensor_path.with_name(f".{tensor_path.name}.partial")
+    save_file(tensors, str(tmp))
+    tmp.replace(tensor_path)
+    atomic_write_text(json_path, json.dumps({"scalars": scalars, **meta}))
+    for older in range(chunk):
+        for path in _state_paths(work, older):
+            path.unlink(missing_ok=True)
+
+
+def _last_complete_chunk(work: Path, fingerprint: str) -> tuple[int, dict] | None:
+    markers = sorted(work.glob("state_*.json"))
+    for marker in reversed(markers):
+        chunk = int(marker.stem.split("_")[1])
+        meta = json.loads(marker.read_text())
+        tensor_path, _ = _state_paths(work, chunk)
+        if meta.get("fingerprint") != fingerprint:
+            raise ClipError(None, marker, "saved state was made by a different method, protocol or split; use another --out")
+        if tensor_path.exists() and all(_segment_path(work, k).exists() for k in range(chunk + 1)):
+            return chunk, state_from_disk(load_file(str(tensor_path)), meta["scalars"])
+    return None
+
+
+def rollout_chunks(
+    method: ChunkMethod,
+    context: ClipContext,
+    plan: ClipPlan,
+    work: Path,
+    fingerprint: str,
+    resume: bool,
+    chunk_bar: Callable[[int, int], tqdm] | None = None,
+) -> list[float]:
+    """Generate every chunk of a clip into ``work``; returns the seconds each newly generated chunk took."""
+    protocol, clip = context.protocol, plan.clip
+    length, height, width = protocol.chunk_frames, protocol.height, protocol.width
+    work.mkdir(parents=True, exist_ok=True)
+    state = method.start(context)
+    first = 0
+    if resume and (saved := _last_complete_chunk(work, fingerprint)) is not None:
+        first, state = saved[0] + 1, saved[1]
+    timings = []
+    bar = chunk_bar(len(plan.starts), first) if chunk_bar else None
+    produced = sum(_kept(plan, k, length) for k in range(first))
+    for chunk in range(first, len(plan.starts)):
+        start = plan.starts[chunk]
+        controls = context.read_controls(start, start + length, chunk)
+        began = time.perf_counter()
+        frames, state = method.generate_chunk(state, controls)
+        timings.append(time.perf_counter() - began)
+        frames = check_frames(frames, (length, height, width, 3), clip.id, f"chunk {chunk}")
+        kept = _kept(plan, chunk, length)
+        offset = 0 if chunk == 0 else plan.carry_over
+        write_video(_segment_path(work, chunk), frames[offset : offset + kept], protocol.fps)
+        produced += kept
+        _save_state(work, chunk, state, {"chunk": chunk, "frames": produced, "fingerprint": fingerprint})
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return timings
+
+
+def _kept(plan: ClipPlan, chunk: int, length: int) -> int:
+    """Frames chunk ``chunk`` adds to the output (the last chunk is cut at the horizon)."""
+    begin = 0 if chunk == 0 else plan.starts[chunk] + plan.carry_over
+    end = min(plan.starts[chunk] + length, plan.num_frames)
+    return max(0, end - begin)
+
+
+def generate_clip(
+    method: Method,
+    split: Split,
+    protocol: Protocol,
+    plan: ClipPlan,
+    out_dir: Path,
+    fingerprint: str,
+    resume: bool,
+    device: torch.device,
+    chunk_bar: Callable[[int, int], tqdm] | None = None,
+) -> tuple[Path, list[float]]:
+    """Generate one clip's video ``videos/<clip>.mkv`` (skipped when it already exists on resume)."""
+    clip = plan.clip
+    video_path = out_dir / "videos" / f"{clip.id}{VIDEO_SUFFIX}"
+    work = out_dir / "work" / clip.id
+    if resume and video_path.exists():
+        if probe(video_path, clip.id).num_frames == plan.num_frames:
+            return video_path, []
+    context = build_context(split, clip, protocol, device)
+    if isinstance(method, ChunkMethod):
+        timings = rollout_chunks(method, context, plan, work, fingerprint, resume, chunk_bar)
+        segments = [_segment_path(work, k) for k in range(len(plan.starts))]
+        count = concat_videos(segments, video_path)
+    elif isinstance(method, VideoMethod):
+        began = time.perf_counter()
+        with VideoWriter(video_path, split.fps, split.width, split.height, clip_id=clip.id) as writer:
+            expected = (split.height, split.width, 3)
+
+            def write(frames: torch.Tensor) -> None:
+                batch = int(getattr(frames, "shape", (0,))[0])
+                checked = check_frames(frames, (batch, *expected), clip.id, "generate_video")
+                remaining = plan.num_frames - writer.num_frames
+                writer.write(checked[:remaining])
+
+            method.generate_video(context, plan.num_frames, write)
+            if writer.num_frames != plan.num_frames:
+                raise ClipError(clip.id, None, f"generate_video wrote {writer.num_frames} frames, {plan.num_frames} expected")
+        timings = [time.perf_counter() - began]
+        count = plan.num_frames
+    else:
+        raise TypeError(f"{type(method).__name__} is neither a ChunkMethod nor a VideoMethod")
+    if count != plan.num_frames:
+        raise ClipError(clip.id, video_path, f"joined video has {count} frames, {plan.num_frames} expected")
+    shutil.rmtree(work, ignore_errors=True)
+    return video_path, timings
+

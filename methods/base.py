@@ -1,0 +1,167 @@
+"""The one method interface. The runner owns the chunk loop, seeding, streaming to disk, resume and
+evaluation; a method only turns controls into frames.
+
+Pixel convention (inputs and outputs): ``torch.uint8`` RGB, laid out ``(frames, height, width, 3)``,
+values 0..255, on the CPU. Methods move data to their device themselves.
+
+Chunk methods (:class:`ChunkMethod`) are called as::
+
+    state = method.start(clip)                       # once per clip
+    for controls in chunks:                          # chunk k covers frames [start, start + chunk_frames)
+        frames, state = method.generate_chunk(state, controls)
+
+``frames`` has exactly ``len(controls)`` frames, aligned with the controls. For every chunk after the
+first, the runner drops the first ``carry_over_frames`` of them (they re-generate frames the previous
+chunk produced) and keeps the rest.
+
+``state`` is a flat ``dict`` of names to tensors or JSON scalars (int, float, str, bool, None). The
+runner saves it after every chunk so that an interrupted run resumes exactly; a method must keep
+everything it needs between chunks in ``state``, not on ``self``.
+
+Whole-video methods (:class:`VideoMethod`: window fusion, external code) cannot work chunk by chunk;
+they get the whole clip and write frames in order to a sink. They are evaluated the same way, but
+cannot resume mid-clip.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
+import torch
+
+from benchmark.protocol import Protocol
+
+State = dict[str, Any]
+
+
+@dataclass
+class ClipContext:
+    """What a method is initialised with: the reference frame(s) and the split's controls.
+
+    ``references`` is ``uint8 (m, H, W, 3)``; ``references[0]`` is frame 0 of the ground truth.
+    ``keypoints`` is ``float32 (T, 133, 3)`` (COCO-WholeBody), ``face_boxes`` ``float32 (T, 4)``.
+    ``read_controls(start, stop)`` gives the pose and face frames of ``[start, stop)``.
+    ``read_ground_truth(start, stop)`` is for oracles and ablations only (``ground-truth``,
+    ``vae-roundtrip``); a generative method must never call it.
+    """
+
+    clip_id: str
+    references: torch.Tensor
+    keypoints: np.ndarray
+    face_boxes: np.ndarray
+    num_frames: int
+    protocol: Protocol
+    face_size: int
+    device: torch.device
+    read_controls: Callable[[int, int], "ChunkControls"]
+    read_ground_truth: Callable[[int, int], torch.Tensor]
+
+    @property
+    def height(self) -> int:
+        return self.protocol.height
+
+    @property
+    def width(self) -> int:
+        return self.protocol.width
+
+
+@dataclass
+class ChunkControls:
+    """The controls of one chunk, frames ``[start, start + len)``.
+
+    ``pose``: ``uint8 (L, H, W, 3)`` pose-control frames. ``face``: ``uint8 (L, S, S, 3)`` face crops.
+    ``keypoints``: ``float32 (L, 133, 3)``. ``face_boxes``: ``float32 (L, 4)``.
+    ``generator``: seeded from (clip id, chunk index) by the protocol's seed rule; use it for all noise.
+    """
+
+    index: int
+    start: int
+    pose: torch.Tensor
+    face: torch.Tensor
+    keypoints: np.ndarray
+    face_boxes: np.ndarray
+    generator: torch.Generator = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.pose.shape[0])
+
+
+class Method(abc.ABC):
+    """Common part of both method kinds. Subclasses set ``name`` and take their options as keyword
+    arguments, which the runner records in the results."""
+
+    name: ClassVar[str]
+    #: Extras that must be installed, named in the error when an import fails.
+    requires_extra: ClassVar[str | None] = None
+
+    def __init__(self, device: str | torch.device = "cpu", **options: Any):
+        self.device = torch.device(device)
+        self.options: dict[str, Any] = dict(options)
+
+    def describe(self) -> dict[str, Any]:
+        """Method name and arguments, as written into every result."""
+        return {"name": self.name, "arguments": dict(self.options)}
+
+    def carry_over_frames(self, protocol: Protocol) -> int:
+        return protocol.carry_over_for(self.name)
+
+
+class ChunkMethod(Method):
+    @abc.abstractmethod
+    def start(self, clip: ClipContext) -> State:
+        """Initialise a clip; return the state passed to the first chunk."""
+
+    @abc.abstractmethod
+    def generate_chunk(self, state: State, controls: ChunkControls) -> tuple[torch.Tensor, State]:
+        """Return ``uint8 (len(controls), H, W, 3)`` frames aligned with ``controls`` and the new state."""
+
+
+class VideoMethod(Method):
+    @abc.abstractmethod
+    def generate_video(self, clip: ClipContext, num_frames: int, write: Callable[[torch.Tensor], None]) -> None:
+        """Generate frames ``[0, num_frames)`` and pass them in order to ``write`` as ``uint8 (B, H, W, 3)``
+        batches of any size."""
+
+
+def check_frames(frames: Any, expected: tuple[int, int, int, int], clip_id: str, where: str) -> torch.Tensor:
+    """Validate a method's output; raises :class:`benchmark.errors.MethodOutputError`."""
+    from benchmark.errors import MethodOutputError
+
+    if not isinstance(frames, torch.Tensor):
+        raise MethodOutputError(clip_id, None, f"{where}: method returned {type(frames).__name__}, expected a torch.Tensor")
+    if tuple(frames.shape) != expected:
+        raise MethodOutputError(clip_id, None, f"{where}: frames have shape {tuple(frames.shape)}, expected {expected}")
+    if frames.dtype != torch.uint8:
+        if frames.is_floating_point() and torch.isnan(frames).any():
+            raise MethodOutputError(clip_id, None, f"{where}: frames contain NaN")
+        if frames.is_floating_point() and (frames.min() < 0 or frames.max() > 255):
+            raise MethodOutputError(clip_id, None, f"{where}: frames out of range [{float(frames.min()):g}, {float(frames.max()):g}], expected uint8 0..255")
+        raise MethodOutputError(clip_id, None, f"{where}: frames have dtype {frames.dtype}, expected torch.uint8")
+    return frames.detach().to("cpu").contiguous()
+
+
+def state_to_disk(state: State) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split a state into tensors (for safetensors) and JSON scalars."""
+    tensors, scalars = {}, {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach().to("cpu").contiguous()
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            scalars[key] = value
+        else:
+            raise TypeError(f"state entry {key!r} is {type(value).__name__}; states hold tensors and JSON scalars only")
+    return tensors, scalars
+
+
+def state_from_disk(tensors: Mapping[str, torch.Tensor], scalars: Mapping[str, Any]) -> State:
+    return {**scalars, **tensors}
+
+
+def load_json_config(path: str | Path) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text())

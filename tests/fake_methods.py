@@ -1,0 +1,77 @@
+"""Methods used only by the tests: deterministic, stateful, and misbehaving on purpose."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from methods.base import ChunkControls, ChunkMethod, ClipContext, State
+
+
+class NoisyDrift(ChunkMethod):
+    """Starts from the reference and drifts: each chunk adds seeded noise to the last frame it produced.
+    Its output depends on the state carried between chunks and on the per-chunk generator, so a resumed
+    run only matches an uninterrupted one if both are restored exactly."""
+
+    name = "noisy-drift"
+
+    def carry_over_frames(self, protocol) -> int:
+        return 3
+
+    def start(self, clip: ClipContext) -> State:
+        return {"last": clip.references[0].to(torch.float32), "chunks_done": 0}
+
+    def generate_chunk(self, state: State, controls: ChunkControls) -> tuple[torch.Tensor, State]:
+        crash_at = os.environ.get("NOISY_DRIFT_KILL_AT_CHUNK")
+        if crash_at is not None and controls.index == int(crash_at):
+            os._exit(9)  # as abrupt as a SIGKILL: no cleanup runs
+        noise = torch.randn((len(controls), *state["last"].shape), generator=controls.generator)
+        frames = (state["last"].unsqueeze(0) + 4.0 * noise.cumsum(0) / len(controls) ** 0.5).clamp(0, 255)
+        return frames.round().to(torch.uint8), {"last": frames[-1], "chunks_done": state["chunks_done"] + 1}
+
+
+class WrongShape(ChunkMethod):
+    name = "wrong-shape"
+
+    def start(self, clip: ClipContext) -> State:
+        return {}
+
+    def generate_chunk(self, state, controls):
+        return torch.zeros((len(controls) - 1, 4, 4, 3), dtype=torch.uint8), state
+
+
+class NaNFrames(ChunkMethod):
+    name = "nan-frames"
+
+    def start(self, clip: ClipContext) -> State:
+        self._height, self._width = clip.height, clip.width
+        return {}
+
+    def generate_chunk(self, state, controls):
+        return torch.full((len(controls), self._height, self._width, 3), float("nan")), state
+
+
+class OutOfRange(ChunkMethod):
+    name = "out-of-range"
+
+    def start(self, clip: ClipContext) -> State:
+        self._height, self._width = clip.height, clip.width
+        return {}
+
+    def generate_chunk(self, state, controls):
+        return torch.full((len(controls), self._height, self._width, 3), 300.0), state
+
+
+class FailsOnSecondClip(ChunkMethod):
+    """Returns the reference, except for clip ``tiny01`` where it returns a wrong shape."""
+
+    name = "fails-on-second-clip"
+
+    def start(self, clip: ClipContext) -> State:
+        return {"reference": clip.references[0], "broken": clip.clip_id == "tiny01"}
+
+    def generate_chunk(self, state, controls):
+        if state["broken"]:
+            return torch.zeros((1, 1, 1, 3), dtype=torch.uint8), state
+        return state["reference"].expand(len(controls), *state["reference"].shape).clone(), state
