@@ -3,7 +3,8 @@
 Pixel convention everywhere in the project: ``torch.uint8`` RGB frames laid out ``(frames, height, width, 3)``.
 
 Output videos are written losslessly with FFV1 (packed RGB, ``bgr0``) in Matroska, so compression never
-moves a metric: decoding an output video gives back exactly the frames the method returned. Writes go
+moves a metric: decoding an output video gives back exactly the frames the method returned. Files are bit-exact
+(the same frames give the same bytes). Writes go
 to a temporary name in the same folder and are renamed on success, so a video on disk is never half.
 """
 
@@ -26,6 +27,9 @@ from .errors import ClipError
 LOSSLESS_CODEC = "ffv1"
 LOSSLESS_PIX_FMT = "bgr0"
 VIDEO_SUFFIX = ".mkv"
+# Same frames, same bytes: no random segment ids or encoder version strings in the file, so split hashes
+# and output videos are reproducible.
+BITEXACT = {"fflags": "+bitexact"}
 
 
 @dataclass(frozen=True)
@@ -174,10 +178,11 @@ class VideoWriter:
         self.num_frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
-        self._container = av.open(str(self._tmp), mode="w", format="matroska")
+        self._container = av.open(str(self._tmp), mode="w", format="matroska", options=BITEXACT)
         self._stream = self._container.add_stream(LOSSLESS_CODEC, rate=Fraction(fps).limit_denominator(1001))
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = LOSSLESS_PIX_FMT
+        self._stream.codec_context.flags |= av.codec.context.Flags.bitexact
         self._stream.thread_type = "AUTO"
 
     def write(self, frames: torch.Tensor | np.ndarray) -> None:
@@ -228,7 +233,7 @@ def concat_videos(parts: list[Path], path: str | Path) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    out = av.open(str(tmp), mode="w", format="matroska")
+    out = av.open(str(tmp), mode="w", format="matroska", options=BITEXACT)
     out_stream = None
     count = 0
     try:

@@ -11,6 +11,9 @@ from .base import Method
 METHODS: dict[str, str] = {
     "ground-truth": "methods.sanity:GroundTruth",
     "reference-copy": "methods.sanity:ReferenceCopy",
+    "wan-animate": "methods.wan_animate:WanAnimate",
+    "vae-roundtrip": "methods.vae_roundtrip:VaeRoundTrip",
+    "unianimate-dit": "methods.unianimate_dit:UniAnimateDiT",
 }
 
 

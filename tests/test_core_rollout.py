@@ -85,10 +85,15 @@ def test_horizon_longer_than_clip_is_refused(tiny_split):
 
 
 def test_registry_is_lazy_and_explains_unknown_names():
+    import subprocess
     import sys
 
-    registry.build("ground-truth")
-    assert "diffusers" not in sys.modules
+    probe = (
+        "import sys, benchmark.run; from methods import registry; registry.build('ground-truth'); "
+        "registry.build('reference-copy'); print(sorted(m for m in ('diffusers', 'peft') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
     with pytest.raises(KeyError, match="unknown method 'nope'"):
         registry.build("nope")
     assert registry.parse_options(["refert_num=5", "scale=0.5", "once=true", "preset=synthetic"]) == {

@@ -1,0 +1,504 @@
+"""The evaluation harness: one streaming pass per clip for every metric and every horizon.
+
+Each clip's two videos are read once, in batches of whole 1-second windows. Every network sees one
+window at a time (a fixed batch composition, so a frame's features never depend on ``batch_frames``
+or on which horizons were requested). Per-frame metrics keep per-window sums; pooled metrics
+(FID, FVD-VideoMAE) keep one fixed-point accumulator per requested horizon. Memory is bounded by a
+batch of frames, the networks and those accumulators, whatever the horizon.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from .. import distributed
+from ..errors import ClipError
+from ..protocol import Protocol
+from ..weights import WeightsConfig
+from .frame import LPIPS, PSNR, SSIM, FacePSNR, WindowedFrameMetric, face_regions
+from .frechet import FIXED_POINT_BITS, ClipMoments, FixedPointMoments, FrechetDistance
+from .identity import IdentitySimilarity, build_arcface
+from .networks import (
+    RANDOM_WEIGHTS_NOTE,
+    LoadedNetwork,
+    NetworkUnavailable,
+    as_videomae_features,
+    build_inception,
+    build_lpips,
+    build_videomae,
+)
+from .pixels import as_uint8_frames, to_unit_float
+from .records import (
+    FRECHET_METRICS,
+    AggregateResult,
+    ClipEvaluation,
+    DriftPoint,
+    HorizonMetric,
+    MetricInfo,
+    WindowSeries,
+    mean_and_stderr,
+)
+from .temporal import SeamScore, VideoMAEDistance
+
+METRIC_INFO: dict[str, MetricInfo] = {
+    info.name: info
+    for info in (
+        MetricInfo("psnr", True, "dB", "PSNR per frame, RGB uint8, MAX 255, capped at the protocol's psnr_cap_db; mean over frames, then clips", True),
+        MetricInfo("ssim", True, "", "SSIM per frame, RGB in [0,1], Gaussian window 11 / sigma 1.5, K1 0.01, K2 0.03 (scikit-image convention)", True),
+        MetricInfo("lpips", False, "", "LPIPS v0.1 (AlexNet by default) per frame at native resolution, inputs in [-1,1]", True),
+        MetricInfo("fid", False, "", "FID, pytorch-fid InceptionV3 pool3 at 299x299, all frames in [0,H) of all clips, generated vs ground truth", False),
+        MetricInfo("vmae", False, "", "1 - cosine of mean-pooled VideoMAE features per aligned 16-frame window; mean over windows, then clips", False),
+        MetricInfo("fvd_videomae", False, "", "Fréchet distance of VideoMAE window features pooled over clips, generated vs ground truth", False),
+        MetricInfo("f_psnr", True, "dB", "PSNR over the ground-truth face box (frames without a face box are skipped)", True),
+        MetricInfo("seam", False, "", "(boundary / inner frame-to-frame change) of generated over ground truth; 1.0 = no extra flicker at chunk seams", False),
+        MetricInfo("identity", True, "", "ArcFace cosine similarity of face crops at the ground-truth face box", True),
+    )
+}
+ALL_METRICS: tuple[str, ...] = tuple(METRIC_INFO)
+DRIFT_METRICS = ("psnr", "ssim", "lpips", "f_psnr", "identity", "vmae")
+NETWORK_USERS: dict[str, tuple[str, ...]] = {"lpips": ("lpips",), "inception": ("fid",), "videomae": ("vmae", "fvd_videomae"), "arcface": ("identity",)}
+
+
+@dataclass
+class _ClipRun:
+    """Per-clip working state that is not a metric state: feature moments, pending V-MAE frames."""
+
+    fid: ClipMoments | None
+    fvd: ClipMoments | None
+    fid_snapshots: dict[int, FixedPointMoments] = field(default_factory=dict)
+    fvd_snapshots: dict[int, FixedPointMoments] = field(default_factory=dict)
+    vmae_pending: list[torch.Tensor | None] = field(default_factory=lambda: [None, None])
+    next_vmae_window: int = 0
+    frames_without_face: list[int] = field(default_factory=list)
+
+
+class EvaluationHarness:
+    """Scores generated clips against ground truth at several horizons in one pass per clip.
+
+    ``metrics`` is a subset of :data:`ALL_METRICS` (None = all). Metrics whose network or weights
+    are missing are listed in ``unavailable`` with the reason and reported with value None.
+    ``networks`` may supply prebuilt modules by network name (``lpips``, ``inception``,
+    ``videomae``, ``arcface``), e.g. tiny random ones in tests; their rows are marked as such.
+    ``batch_frames`` (default: one window, 25 frames at 25 fps) is how many frames are taken from
+    the iterators per step; it must be a multiple of the window and never changes a number.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        horizons_s: Iterable[float] | None = None,
+        metrics: Iterable[str] | None = None,
+        device: str | torch.device = "cpu",
+        weights: WeightsConfig | None = None,
+        batch_frames: int | None = None,
+        lpips_net: str = "alex",
+        networks: Mapping[str, object] | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.device = torch.device(device)
+        self.weights = weights if weights is not None else WeightsConfig.from_env()
+        self.window_frames = protocol.window_frames
+        self.horizons_s: tuple[float, ...] = tuple(sorted({float(h) for h in (horizons_s or protocol.horizons_s)}))
+        self.horizon_frames: tuple[int, ...] = tuple(protocol.horizon_frames(h) for h in self.horizons_s)
+        for horizon, frames in zip(self.horizons_s, self.horizon_frames):
+            if frames <= 0 or frames % self.window_frames:
+                raise ValueError(f"horizon {horizon:g} s ({frames} frames) is not a positive whole number of {self.window_frames}-frame windows")
+        batch_frames = batch_frames or self.window_frames
+        if batch_frames <= 0 or batch_frames % self.window_frames:
+            raise ValueError(f"batch_frames must be a positive multiple of the window ({self.window_frames} frames), got {batch_frames}")
+        self.batch_frames = batch_frames
+        self.num_frames = max(self.horizon_frames)
+        self.num_windows = self.num_frames // self.window_frames
+        requested = list(dict.fromkeys(metrics)) if metrics else list(ALL_METRICS)
+        unknown = [m for m in requested if m not in METRIC_INFO]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; choose from {list(ALL_METRICS)}")
+        self.metric_info: dict[str, MetricInfo] = {name: METRIC_INFO[name] for name in ALL_METRICS if name in requested}
+        self.unavailable: dict[str, str] = {}
+        self.network_sources: dict[str, str] = {}
+        self.random_weights: set[str] = set()
+        self._synced = False
+        self._build_networks(lpips_net, dict(networks or {}))
+        self._build_metrics()
+
+    # ---- construction -----------------------------------------------------------------------
+    def _wants(self, network: str) -> bool:
+        return any(m in self.metric_info for m in NETWORK_USERS[network])
+
+    def _obtain(self, network: str, supplied: dict, build: Callable[[], LoadedNetwork]) -> object | None:
+        """The network from ``supplied`` or ``build``; on failure its metrics become unavailable."""
+        if not self._wants(network):
+            return None
+        users = [m for m in NETWORK_USERS[network] if m in self.metric_info]
+        if network in supplied:
+            loaded = LoadedNetwork(supplied[network], "supplied by the caller (test/performance network, not comparable)", random_weights=True)
+        else:
+            try:
+                loaded = build()
+            except NetworkUnavailable as exc:
+                for metric in users:
+                    self.unavailable[metric] = str(exc)
+                return None
+        for metric in users:
+            self.network_sources[metric] = loaded.source
+            if loaded.random_weights:
+                self.random_weights.add(metric)
+        module = loaded.module
+        return module.to(self.device).eval() if isinstance(module, torch.nn.Module) else module
+
+    def _build_networks(self, lpips_net: str, supplied: dict) -> None:
+        self._lpips_network = self._obtain("lpips", supplied, lambda: build_lpips(self.weights, lpips_net))
+        self._inception = self._obtain("inception", supplied, lambda: build_inception(self.weights))
+        videomae = self._obtain("videomae", supplied, lambda: build_videomae(self.weights))
+        self._videomae = as_videomae_features(videomae).to(self.device) if videomae is not None else None
+        if self._videomae is not None and self._videomae.num_frames != self.protocol.vmae_window_frames:
+            raise ValueError(f"VideoMAE takes {self._videomae.num_frames} frames, the protocol's V-MAE window is {self.protocol.vmae_window_frames}")
+
+        def arcface() -> LoadedNetwork:
+            embedder, source = build_arcface(self.weights)
+            return LoadedNetwork(embedder, source)  # type: ignore[arg-type]
+
+        self._arcface = self._obtain("arcface", supplied, arcface)
+
+    def _active(self, metric: str) -> bool:
+        return metric in self.metric_info and metric not in self.unavailable
+
+    def _build_metrics(self) -> None:
+        windows, cap = self.num_windows, self.protocol.psnr_cap_db
+        self._frame_metrics: dict[str, WindowedFrameMetric] = {}
+        if self._active("psnr"):
+            self._frame_metrics["psnr"] = PSNR(windows, cap_db=cap)
+        if self._active("ssim"):
+            self._frame_metrics["ssim"] = SSIM(windows)
+        if self._active("lpips"):
+            self._frame_metrics["lpips"] = LPIPS(windows, self._lpips_network)
+        if self._active("f_psnr"):
+            self._frame_metrics["f_psnr"] = FacePSNR(windows, cap_db=cap)
+        if self._active("identity"):
+            self._frame_metrics["identity"] = IdentitySimilarity(windows, self._arcface)
+        for metric in self._frame_metrics.values():
+            metric.to(self.device)
+        self._seam = SeamScore(windows).to(self.device) if self._active("seam") else None
+        self._vmae = VideoMAEDistance(self.num_frames // self.protocol.vmae_window_frames) if self._active("vmae") else None
+        self._fid = FrechetDistance(len(self.horizons_s), self._feature_dim(self._inception)).to(self.device) if self._active("fid") else None
+        self._fvd = FrechetDistance(len(self.horizons_s), self._videomae.feature_dim).to(self.device) if self._active("fvd_videomae") else None
+
+    def _feature_dim(self, network: object) -> int:
+        """Declared ``feature_dim``, or measured with one black frame (stub networks)."""
+        if getattr(network, "feature_dim", None):
+            return int(network.feature_dim)  # type: ignore[union-attr]
+        probe = torch.zeros(1, 3, self.protocol.height, self.protocol.width, device=self.device)
+        with torch.no_grad():
+            return int(network(probe).shape[-1])  # type: ignore[operator]
+
+    @property
+    def needs_videomae(self) -> bool:
+        return self._vmae is not None or self._fvd is not None
+
+    # ---- one clip ---------------------------------------------------------------------------
+    def evaluate_clip(
+        self,
+        clip_id: str,
+        generated: Iterable[torch.Tensor],
+        ground_truth: Iterable[torch.Tensor],
+        face_boxes: np.ndarray | None = None,
+        chunk_boundaries: Iterable[int] | None = None,
+    ) -> ClipEvaluation:
+        """Read exactly ``num_frames`` frames (the longest horizon) from each iterator of
+        ``uint8 (B, H, W, 3)`` batches and score them. Raises :class:`ClipError` when a video is
+        short, has the wrong size or invalid pixels, or ``face_boxes`` does not cover the frames."""
+        if self._synced:
+            raise RuntimeError("this harness has been synced; evaluate every clip before sync()")
+        boxes = self._checked_face_boxes(clip_id, face_boxes)
+        boundaries = frozenset(int(b) for b in (chunk_boundaries or ()))
+        for metric in self._clip_metrics():
+            metric.reset()
+        run = _ClipRun(
+            fid=ClipMoments(self._fid.dim, self.device) if self._fid is not None else None,
+            fvd=ClipMoments(self._fvd.dim, self.device) if self._fvd is not None else None,
+            frames_without_face=[0] * self.num_windows,
+        )
+        try:
+            with torch.no_grad(), self._precise_math():
+                for first_frame, gen, gt in self._frame_batches(clip_id, iter(generated), iter(ground_truth)):
+                    for offset in range(0, len(gen), self.window_frames):
+                        window = (first_frame + offset) // self.window_frames
+                        stop = offset + self.window_frames
+                        self._evaluate_window(run, window, gen[offset:stop], gt[offset:stop], boxes, boundaries)
+        except ValueError as exc:
+            raise ClipError(clip_id, None, str(exc)) from exc
+        finally:
+            for source in (generated, ground_truth):
+                close = getattr(source, "close", None)
+                if callable(close):
+                    close()
+        return self._finish_clip(clip_id, run)
+
+    def _clip_metrics(self) -> list:
+        return [m for m in (*self._frame_metrics.values(), self._seam, self._vmae) if m is not None]
+
+    def _checked_face_boxes(self, clip_id: str, face_boxes: np.ndarray | None) -> np.ndarray | None:
+        if face_boxes is None:
+            return None
+        boxes = np.asarray(face_boxes, dtype=np.float64)
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.shape[0] < self.num_frames:
+            raise ClipError(clip_id, None, f"face boxes must be (T >= {self.num_frames}, 4), got {boxes.shape}")
+        return boxes
+
+    def _rechunk(self, clip_id: str, side: str, source: Iterator) -> Iterator[torch.Tensor]:
+        """Batches of ``batch_frames`` frames (whole windows) holding exactly the first ``num_frames``
+        frames of ``source``; stops pulling from ``source`` once it has them."""
+        pending: list[torch.Tensor] = []
+        pending_frames = delivered = 0
+        size = (self.protocol.height, self.protocol.width)
+        for batch in source:
+            try:
+                batch = as_uint8_frames(torch.as_tensor(batch))
+            except ValueError as exc:
+                raise ClipError(clip_id, None, f"{side} frames: {exc}") from exc
+            if tuple(batch.shape[1:3]) != size:
+                raise ClipError(clip_id, None, f"{side} frames are {batch.shape[2]}x{batch.shape[1]}, the protocol needs {size[1]}x{size[0]}")
+            pending.append(batch[: self.num_frames - delivered - pending_frames])
+            pending_frames += len(pending[-1])
+            while pending_frames >= self.batch_frames or (pending_frames and delivered + pending_frames == self.num_frames):
+                joined = torch.cat(pending) if len(pending) > 1 else pending[0]
+                take = min(self.batch_frames, pending_frames)
+                yield joined[:take]
+                pending = [joined[take:]] if pending_frames > take else []
+                pending_frames -= take
+                delivered += take
+            if delivered == self.num_frames:
+                return
+        raise ClipError(clip_id, None, f"{side} video ended after {delivered + pending_frames} frames; {self.num_frames} are needed (horizon {max(self.horizons_s):g} s)")
+
+    def _frame_batches(self, clip_id: str, generated: Iterator, ground_truth: Iterator) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        first_frame = 0
+        for gen, gt in zip(self._rechunk(clip_id, "generated", generated), self._rechunk(clip_id, "ground-truth", ground_truth)):
+            yield first_frame, gen.to(self.device, non_blocking=True), gt.to(self.device, non_blocking=True)
+            first_frame += len(gen)
+
+    @contextmanager
+    def _precise_math(self) -> Iterator[None]:
+        """Full float32 on CUDA: TF32 convolutions/matmuls would move LPIPS/FID values."""
+        if self.device.type != "cuda":
+            yield
+            return
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+    def _evaluate_window(self, run: _ClipRun, window: int, gen: torch.Tensor, gt: torch.Tensor, boxes: np.ndarray | None, boundaries: frozenset[int]) -> None:
+        first = window * self.window_frames
+        window_boxes = boxes[first : first + len(gen)] if boxes is not None else None
+        if "f_psnr" in self.metric_info or "identity" in self.metric_info:
+            regions = face_regions(window_boxes, len(gen), self.protocol.width, self.protocol.height)
+            run.frames_without_face[window] = sum(region is None for region in regions)
+        for name, metric in self._frame_metrics.items():
+            if name in ("f_psnr", "identity"):
+                metric.update(gen, gt, window, window_boxes)
+            else:
+                metric.update(gen, gt, window)
+        if self._seam is not None:
+            self._seam.update(gen, gt, window, first, boundaries)
+        if run.fid is not None:
+            self._add_inception_features(run.fid, first, gen, gt)
+        if self.needs_videomae:
+            self._add_videomae_windows(run, gen, gt)
+        end = first + len(gen)
+        for index, horizon_end in enumerate(self.horizon_frames):
+            if horizon_end == end:
+                if run.fid is not None:
+                    run.fid_snapshots[index] = run.fid.snapshot()
+                if run.fvd is not None:
+                    run.fvd_snapshots[index] = run.fvd.snapshot()
+
+    def _add_inception_features(self, moments: ClipMoments, first: int, gen: torch.Tensor, gt: torch.Tensor) -> None:
+        stride = self.protocol.fid_frame_stride
+        keep = [i for i in range(len(gen)) if (first + i) % stride == 0]
+        if not keep:
+            return
+        features = self._inception(to_unit_float(torch.cat([gen[keep], gt[keep]])))  # type: ignore[operator]
+        moments.add(0, features[: len(keep)])
+        moments.add(1, features[len(keep) :])
+
+    def _add_videomae_windows(self, run: _ClipRun, gen: torch.Tensor, gt: torch.Tensor) -> None:
+        """Preprocess the window's frames and score every complete 16-frame V-MAE window."""
+        size = self.protocol.vmae_window_frames
+        for side, frames in enumerate((gen, gt)):
+            prepared = self._videomae.preprocess(frames)  # type: ignore[union-attr]
+            pending = run.vmae_pending[side]
+            run.vmae_pending[side] = prepared if pending is None else torch.cat([pending, prepared])
+        while len(run.vmae_pending[0]) >= size:  # type: ignore[arg-type]
+            clips = torch.stack([run.vmae_pending[0][:size], run.vmae_pending[1][:size]])  # type: ignore[index]
+            run.vmae_pending = [run.vmae_pending[0][size:], run.vmae_pending[1][size:]]  # type: ignore[index]
+            features = self._videomae(clips)  # type: ignore[misc]
+            if self._vmae is not None:
+                self._vmae.update(features[0], features[1], run.next_vmae_window)
+            if run.fvd is not None:
+                run.fvd.add(0, features[0:1])
+                run.fvd.add(1, features[1:2])
+            run.next_vmae_window += 1
+
+    def _finish_clip(self, clip_id: str, run: _ClipRun) -> ClipEvaluation:
+        frame_metrics = {}
+        for name, metric in self._frame_metrics.items():
+            sums, counts = _compute(metric)[:2]
+            frame_metrics[name] = WindowSeries(sums=sums, counts=counts)
+        evaluation = ClipEvaluation(
+            clip_id=clip_id,
+            fps=float(self.protocol.fps),
+            window_frames=self.window_frames,
+            num_frames=self.num_frames,
+            vmae_window_frames=self.protocol.vmae_window_frames,
+            frame_metrics=frame_metrics,
+            frames_without_face=run.frames_without_face if ("f_psnr" in self.metric_info or "identity" in self.metric_info) else None,
+            vmae=_compute(self._vmae) if self._vmae is not None else None,
+            seam=self._seam.compute() if self._seam is not None else None,
+        )
+        for name, metric, snapshots in (("fid", self._fid, run.fid_snapshots), ("fvd_videomae", self._fvd, run.fvd_snapshots)):
+            if metric is None:
+                continue
+            for index, moments in sorted(snapshots.items()):
+                metric.update(index, moments)
+            evaluation.feature_counts[name] = {_horizon_key(self.horizons_s[i]): int(m.count[0]) for i, m in sorted(snapshots.items())}
+        return evaluation
+
+    # ---- across processes -------------------------------------------------------------------
+    def sync(self) -> None:
+        """Sum the pooled FID/FVD statistics over all processes (exact int64). Call once on every
+        process after its last clip and before ``aggregate``; a no-op in a single process."""
+        if self._synced or not distributed.is_distributed():
+            return
+        for metric in (self._fid, self._fvd):
+            if metric is not None:
+                metric.all_reduce()
+        self._synced = True
+
+    def pooled_statistics(self, metric: str, horizon_s: float, side: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Mean, covariance and sample count behind ``metric`` ("fid" or "fvd_videomae") at a
+        horizon; ``side`` 0 is generated, 1 ground truth."""
+        pooled = {"fid": self._fid, "fvd_videomae": self._fvd}.get(metric)
+        if pooled is None:
+            raise KeyError(f"{metric} is not a pooled metric of this harness")
+        return pooled.statistics(self.horizons_s.index(float(horizon_s)), side)
+
+    # ---- split results ----------------------------------------------------------------------
+    def aggregate(self, evaluations: Iterable[ClipEvaluation], failed_clips: Mapping[str, str] | None = None) -> AggregateResult:
+        """Every reported number, from per-clip records (in clip-id order) and the pooled statistics.
+
+        Failed clips are excluded. Split values are means over clips with a defined value, with the
+        standard error over clips; FID/FVD have no standard error.
+        """
+        failed = dict(failed_clips or {})
+        clips = sorted((ev for ev in evaluations if ev.clip_id not in failed), key=lambda ev: ev.clip_id)
+        ids = [ev.clip_id for ev in clips]
+        if len(set(ids)) != len(ids):
+            raise ValueError("aggregate() got the same clip more than once")
+        for ev in clips:
+            if ev.window_frames != self.window_frames or ev.num_frames < self.num_frames:
+                raise ValueError(f"clip {ev.clip_id!r} was evaluated with {ev.window_frames}-frame windows over {ev.num_frames} frames; this harness needs {self.window_frames} over {self.num_frames}")
+        if distributed.is_distributed() and not self._synced and (self._fid is not None or self._fvd is not None):
+            raise RuntimeError("call harness.sync() on every process before aggregate()")
+        frechet = {name: self._frechet_values(metric) for name, metric in (("fid", self._fid), ("fvd_videomae", self._fvd)) if metric is not None}
+        rows = [self._horizon_row(name, index, clips, frechet) for index in range(len(self.horizons_s)) for name in self.metric_info]
+        return AggregateResult(horizons=rows, drift=self._drift(clips), num_clips=len(clips), failed_clips=failed, metric_info=dict(self.metric_info))
+
+    @staticmethod
+    def _frechet_values(metric: FrechetDistance) -> list[float | None]:
+        return _compute(metric)
+
+    def _horizon_row(self, name: str, index: int, clips: list[ClipEvaluation], frechet: dict[str, list[float | None]]) -> HorizonMetric:
+        horizon = self.horizons_s[index]
+        info = self.metric_info[name]
+        row = HorizonMetric(horizon_s=horizon, metric=name, value=None, stderr=None, num_clips=0, higher_is_better=info.higher_is_better)
+        if name in self.unavailable:
+            row.unavailable_reason = self.unavailable[name]
+            return row
+        if name in self.network_sources:
+            row.extra["network"] = self.network_sources[name]
+        if name in self.random_weights:
+            row.extra["weights"] = RANDOM_WEIGHTS_NOTE
+        if name in FRECHET_METRICS:
+            return self._frechet_row(row, index, clips, frechet[name])
+        if not clips:
+            row.unavailable_reason = "no clip was evaluated successfully"
+            return row
+        values = [value for value in (ev.clip_value(name, horizon) for ev in clips) if value is not None]
+        row.value, row.stderr = mean_and_stderr(values)
+        row.num_clips = len(values)
+        if len(values) < len(clips):
+            row.extra["clips_without_value"] = len(clips) - len(values)
+        if name in ("f_psnr", "identity"):
+            row.extra["frames_without_face"] = sum(ev.frames_without_face_in(horizon) for ev in clips)
+        if not values:
+            row.unavailable_reason = _undefined_reason(name, horizon)
+        return row
+
+    def _frechet_row(self, row: HorizonMetric, index: int, clips: list[ClipEvaluation], values: list[float | None]) -> HorizonMetric:
+        metric = self._fid if row.metric == "fid" else self._fvd
+        key = _horizon_key(row.horizon_s)
+        listed = [ev.feature_counts.get(row.metric, {}).get(key) for ev in clips]
+        expected_samples = sum(c for c in listed if c is not None)
+        expected_clips = sum(c is not None for c in listed)
+        pooled_samples, pooled_clips = int(metric.count[index, 0]), int(metric.num_clips[index])  # type: ignore[union-attr]
+        if (pooled_samples, pooled_clips) != (expected_samples, expected_clips):
+            row.unavailable_reason = (
+                f"pooled {row.metric} statistics hold {pooled_samples} samples from {pooled_clips} clips, but the evaluations given "
+                f"to aggregate() account for {expected_samples} from {expected_clips}: {row.metric} comes from the harness that "
+                "evaluated the clips (after sync() on every process), not from saved records"
+            )
+            return row
+        row.num_clips = pooled_clips
+        row.value = values[index]
+        row.extra.update({"samples_per_side": pooled_samples, "fixed_point_bits": FIXED_POINT_BITS})
+        if row.metric == "fid":
+            row.extra["frame_stride"] = self.protocol.fid_frame_stride
+        if row.value is None:
+            row.unavailable_reason = f"{row.metric} needs at least 2 samples per side within {row.horizon_s:g} s, got {pooled_samples}"
+        return row
+
+    def _drift(self, clips: list[ClipEvaluation]) -> list[DriftPoint]:
+        points = []
+        window_s = self.window_frames / self.protocol.fps
+        for name in DRIFT_METRICS:
+            if not self._active(name):
+                continue
+            for window in range(self.num_windows):
+                values = [v for v in (ev.window_value(name, window)[0] for ev in clips) if v is not None]
+                if not values:
+                    continue
+                mean, stderr = mean_and_stderr(values)
+                points.append(DriftPoint(name, window, round(window * window_s, 9), round((window + 1) * window_s, 9), mean, stderr, len(values)))
+        return points
+
+
+def _compute(metric):
+    """``metric.compute()``; a metric with no update (e.g. no V-MAE window fits the horizon, or a
+    process without clips) is valid here, so torchmetrics' warning about it is dropped."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*compute.*called before.*update.*")
+        return metric.compute()
+
+
+def _horizon_key(horizon_s: float) -> str:
+    return f"{horizon_s:g}"
+
+
+def _undefined_reason(metric: str, horizon_s: float) -> str:
+    reasons = {
+        "f_psnr": "no frame within the horizon has a face box",
+        "identity": "no frame within the horizon has a face box",
+        "vmae": "no complete V-MAE window fits within the horizon",
+        "seam": "no clip has a chunk boundary inside the horizon with ground-truth motion at the boundary and within chunks",
+    }
+    return f"{reasons.get(metric, 'no clip has a value')} ({horizon_s:g} s)"
+

@@ -1,0 +1,231 @@
+"""Time and peak memory per chunk of the Wan baselines: ``python -m methods.perf``.
+
+Runs each method the way the runner does (chunk by chunk, or whole-video for ``unianimate-dit``) on a
+clip of seeded random frames at the synthetic protocol (64x96, 77-frame chunks), without writing
+frames, and prints per method: seconds per chunk (mean, and the last chunk's), peak memory, and the ratio of the peak memory of a
+90 s rollout to that of a 10 s one (an autoregressive method should stay flat: goal <= 1.1). For the whole-video ``unianimate-dit`` a
+"chunk" is the time of one video divided by the chunks the protocol would cut it into.
+
+Memory is the process's resident set on CPU (sampled every 2 ms while a chunk runs) and
+``torch.cuda.max_memory_allocated`` on CUDA. ``--preset tiny-random`` (test weights) runs anywhere in
+seconds; ``--preset synthetic`` needs the trained weights. ``--estimate`` prints the FLOP-based GPU
+estimate for the 14B preset that docs/backbone.md quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from benchmark.protocol import Protocol
+
+from .base import ChunkMethod, VideoMethod
+from .wan.random_clip import random_clip_context
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * PAGE_SIZE
+    except OSError:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+
+class PeakMemory:
+    """Peak memory while the block runs: CUDA allocator peak, or sampled resident set on CPU."""
+
+    def __init__(self, device: torch.device, interval_s: float = 0.002):
+        self.device, self.interval_s, self.peak = device, interval_s, 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.peak = resident_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak = max(self.peak, resident_bytes())
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, resident_bytes())
+
+
+@dataclass
+class PerfRecord:
+    method: str
+    preset: str
+    chunks: int
+    seconds_per_chunk: float
+    seconds_last_chunk: float | None
+    peak_mb_short: float
+    peak_mb_long: float
+    short_s: float
+    long_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.peak_mb_long / self.peak_mb_short
+
+
+def measure_chunk_method(method: ChunkMethod, protocol: Protocol, short_s: float, long_s: float, face_size: int, device: torch.device) -> tuple[list[float], list[int], int]:
+    """Seconds and peak bytes of every chunk of a ``long_s`` rollout, and how many chunks cover ``short_s``."""
+    frames = protocol.horizon_frames(long_s)
+    clip = random_clip_context(protocol, frames, face_size=face_size)
+    carry = method.carry_over_frames(protocol)
+    starts = protocol.chunk_starts(frames, carry)
+    short_chunks = len(protocol.chunk_starts(protocol.horizon_frames(short_s), carry))
+    state = method.start(clip)
+    seconds, peaks = [], []
+    for index, start in enumerate(starts):
+        controls = clip.read_controls(start, start + protocol.chunk_frames, index)
+        with PeakMemory(device) as memory:
+            began = time.perf_counter()
+            _, state = method.generate_chunk(state, controls)
+            seconds.append(time.perf_counter() - began)
+        peaks.append(memory.peak)
+    return seconds, peaks, short_chunks
+
+
+def measure_video_method(method: VideoMethod, protocol: Protocol, horizon_s: float, face_size: int, device: torch.device) -> tuple[float, int, int]:
+    """Seconds, peak bytes and number of chunk-equivalents of one whole-video generation."""
+    frames = protocol.horizon_frames(horizon_s)
+    clip = random_clip_context(protocol, frames, face_size=face_size)
+    with PeakMemory(device) as memory:
+        began = time.perf_counter()
+        method.generate_video(clip, frames, lambda batch: None)
+        elapsed = time.perf_counter() - began
+    chunks = len(protocol.chunk_starts(frames, 0))
+    return elapsed, memory.peak, chunks
+
+
+def run(methods: list[str], preset: str, weights: str | None, steps: int | None, short_s: float, long_s: float, device: torch.device) -> list[PerfRecord]:
+    from .registry import method_class
+    from .wan.presets import tiny_random_backbone
+
+    protocol = Protocol(width=64, height=96)
+    face_size = 32
+    backbone = tiny_random_backbone(device=device) if preset == "tiny-random" else None
+    records = []
+    for name in methods:
+        options = {"backbone": backbone} if backbone is not None else {"preset": preset, "weights": weights}
+        if name != "vae-roundtrip" and steps is not None:
+            options["steps"] = steps
+        method = method_class(name)(device=device, **options)
+        if isinstance(method, ChunkMethod):
+            seconds, peaks, short_chunks = measure_chunk_method(method, protocol, short_s, long_s, face_size, device)
+            records.append(PerfRecord(name, preset, len(seconds), sum(seconds) / len(seconds), seconds[-1], max(peaks[:short_chunks]) / 2**20, max(peaks) / 2**20, short_s, long_s))
+        else:
+            short_time, short_peak, short_chunks = measure_video_method(method, protocol, short_s, face_size, device)
+            long_time, long_peak, long_chunks = measure_video_method(method, protocol, long_s, face_size, device)
+            records.append(PerfRecord(name, preset, long_chunks, long_time / long_chunks, None, short_peak / 2**20, long_peak / 2**20, short_s, long_s))
+        print(format_row(records[-1]), flush=True)
+    return records
+
+
+def format_row(record: PerfRecord) -> str:
+    last = "-" if record.seconds_last_chunk is None else f"{record.seconds_last_chunk:.2f}"
+    return (
+        f"{record.method:<15} {record.preset:<12} {record.chunks:>6} {record.seconds_per_chunk:>10.2f} {last:>10} "
+        f"{record.peak_mb_short:>11.0f} {record.peak_mb_long:>11.0f} {record.ratio:>7.3f}"
+    )
+
+
+HEADER = f"{'method':<15} {'preset':<12} {'chunks':>6} {'s/chunk':>10} {'s/last':>10} {'peak MB@S':>11} {'peak MB@L':>11} {'L/S':>7}"
+
+
+# ---- FLOP estimate for the 14B preset ---------------------------------------------------------
+
+
+def transformer_flops(tokens: int, layers: int, dim: int, ffn: int, context_tokens: int) -> float:
+    """Multiply-adds x 2 of one forward pass: self-attention (projections and the N^2 products),
+    cross-attention to ``context_tokens`` text/image tokens, and the FFN, per layer."""
+    self_attention = 4 * 2 * tokens * dim * dim + 2 * 2 * tokens * tokens * dim
+    cross_attention = 2 * 2 * tokens * dim * dim + 2 * 2 * context_tokens * dim * dim + 2 * 2 * tokens * context_tokens * dim
+    feed_forward = 2 * 2 * tokens * dim * ffn
+    return layers * (self_attention + cross_attention + feed_forward)
+
+
+def estimate_14b(width: int = 832, height: int = 480, chunk_frames: int = 77, steps: int = 20, peak_tflops: float = 989.0, utilisation: float = 0.4) -> dict[str, float]:
+    """Per-chunk cost of Wan2.2-Animate-14B: 16x spatial token stride (VAE 8 x patch 2), ``T' + 1``
+    slots, 40 layers of width 5120, FFN 13824, 512 text + 257 CLIP tokens. Parameters are counted on
+    the meta device from the class defaults (the 14B configuration), so nothing is downloaded."""
+    from diffusers import WanAnimateTransformer3DModel
+
+    with torch.device("meta"):
+        model = WanAnimateTransformer3DModel(added_kv_proj_dim=5120)
+    parameters = sum(p.numel() for p in model.parameters())
+    slots = 1 + (chunk_frames - 1) // 4 + 1
+    tokens = slots * (height // 16) * (width // 16)
+    flops = steps * transformer_flops(tokens, 40, 5120, 13824, 512 + 257)
+    seconds = flops / (peak_tflops * 1e12 * utilisation)
+    weights_gb = parameters * 2 / 1e9
+    activations_gb = tokens * 5120 * 2 * 12 / 1e9  # a forward pass keeps a handful of N x dim bf16 buffers alive
+    return {
+        "parameters_billion": parameters / 1e9,
+        "tokens_per_chunk": tokens,
+        "tflops_per_chunk": flops / 1e12,
+        "transformer_seconds_per_chunk": seconds,
+        "assumed_peak_tflops": peak_tflops,
+        "assumed_utilisation": utilisation,
+        "transformer_weights_gb_bf16": weights_gb,
+        "activation_gb_estimate": activations_gb,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Time and peak memory per chunk of the Wan baselines.")
+    parser.add_argument("--preset", default="synthetic", help="synthetic (trained weights) or tiny-random (test weights)")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--methods", nargs="+", default=["wan-animate", "vae-roundtrip", "unianimate-dit"])
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the protocol's 20)")
+    parser.add_argument("--short", type=float, default=10.0, help="short horizon, seconds")
+    parser.add_argument("--long", type=float, default=90.0, help="long horizon, seconds")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the records here")
+    parser.add_argument("--estimate", action="store_true", help="print the 14B FLOP estimate and exit")
+    args = parser.parse_args(argv)
+    if args.estimate:
+        for key, value in estimate_14b().items():
+            print(f"{key:<32} {value:,.2f}" if isinstance(value, float) else f"{key:<32} {value:,}")
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"protocol 64x96, 77-frame chunks; S = {args.short:g} s, L = {args.long:g} s; threads {torch.get_num_threads()}; device {args.device}")
+    print(HEADER)
+    records = run(args.methods, args.preset, args.weights, args.steps, args.short, args.long, torch.device(args.device))
+    if args.json is not None:
+        args.json.write_text(json.dumps([{**asdict(r), "ratio": r.ratio} for r in records], indent=1))
+    failing = [r.method for r in records if r.method != "unianimate-dit" and (math.isnan(r.ratio) or r.ratio > 1.1)]
+    if failing:
+        print(f"peak memory grows with the horizon for: {', '.join(failing)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The paper's Finding 1 with an oracle generator: chunk ``n`` (0-based) of the output is chunk ``n`` of
+the ground truth passed through the VAE ``n + 1`` times, the round trips image-space carry-over has
+made by then. ``once=true`` gives the once-only variant, what latent carry pays.
+
+``python -m methods.vae_roundtrip --trips 10`` prints the PSNR of 1..10 round trips on the synthetic
+test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from .base import ChunkControls, ChunkMethod, ClipContext, State
+from .wan.backbone import WanBackbone
+from .wan.runtime import BackboneHolder, pad_frames, vae_length
+
+
+def trips_for_chunk(chunk_index: int, once: bool) -> int:
+    """Round trips behind chunk ``chunk_index``: one per chunk so far with image-space carry-over."""
+    return 1 if once else chunk_index + 1
+
+
+def round_trips(backbone: WanBackbone, frames: torch.Tensor, trips: int) -> torch.Tensor:
+    """``frames`` (uint8, any length) encoded and decoded ``trips`` times, quantised to uint8 between
+    trips as a carried-over frame is."""
+    length = frames.shape[0]
+    current = pad_frames(frames, vae_length(length))
+    for _ in range(trips):
+        current = backbone.round_trip(current)
+    return current[:length]
+
+
+class VaeRoundTrip(ChunkMethod):
+    """Options: ``preset``, ``weights``, ``once`` (one round trip per chunk). ``backbone=`` for tests."""
+
+    name = "vae-roundtrip"
+    requires_extra = "wan"
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        preset: str = "synthetic",
+        weights: str | Path | None = None,
+        once: bool = False,
+        backbone: WanBackbone | None = None,
+    ):
+        super().__init__(device, preset=preset if backbone is None else backbone.name, weights=weights, once=bool(once))
+        self.once = bool(once)
+        self._holder = BackboneHolder(preset, weights, self.device, backbone)
+
+    @property
+    def backbone(self) -> WanBackbone:
+        return self._holder.backbone
+
+    def start(self, clip: ClipContext) -> State:
+        self.backbone.latent_size(clip.height, clip.width)
+        # The ground-truth reader is an input of the clip, set again by start() on resume.
+        self._read_ground_truth = clip.read_ground_truth
+        return {}
+
+    def generate_chunk(self, state: State, controls: ChunkControls) -> tuple[torch.Tensor, State]:
+        truth = self._read_ground_truth(controls.start, controls.start + len(controls))
+        trips = trips_for_chunk(controls.index, self.once)
+        return round_trips(self.backbone, truth, trips), {**state, "last_trips": trips}
+
+
+def psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two uint8 videos, MAX 255, mean over frames of the per-frame PSNR (capped at 100)."""
+    diff = a.float() - b.float()
+    mse = diff.pow(2).flatten(1).mean(dim=1).clamp_min(1e-10)
+    return float((10 * torch.log10(255.0**2 / mse)).clamp(max=100.0).mean())
+
+
+def round_trip_table(backbone: WanBackbone, clips: list[torch.Tensor], max_trips: int) -> list[tuple[int, float]]:
+    """Mean PSNR against the input after 1..max_trips round trips, over ``clips`` (uint8 videos)."""
+    totals = [0.0] * max_trips
+    for frames in clips:
+        current = pad_frames(frames, vae_length(frames.shape[0]))
+        for trip in range(max_trips):
+            current = backbone.round_trip(current)
+            totals[trip] += psnr_uint8(current[: frames.shape[0]], frames)
+    return [(trip + 1, totals[trip] / len(clips)) for trip in range(max_trips)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="PSNR of repeated VAE round trips (paper Finding 1).")
+    parser.add_argument("--trips", type=int, default=10)
+    parser.add_argument("--split", default="synthetic")
+    parser.add_argument("--preset", default="synthetic")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--frames", type=int, default=77, help="frames per clip (the first chunk)")
+    parser.add_argument("--start", type=int, default=0, help="first frame of the window in each clip")
+    args = parser.parse_args(argv)
+
+    from benchmark.split import resolve_split
+    from benchmark.video import read_frames
+
+    from .wan.presets import load_backbone
+
+    backbone = load_backbone(args.preset, args.weights)
+    split = resolve_split(args.split)
+    clips = [read_frames(split.path(c, "video"), args.start, args.start + args.frames, clip_id=c.id) for c in split.clips]
+    print(f"VAE round trips on {split.name} ({len(clips)} clips x {args.frames} frames from frame {args.start}), preset {args.preset}")
+    print(f"{'trips':>5}  {'PSNR dB':>8}  {'vs 1 trip':>9}")
+    table = round_trip_table(backbone, clips, args.trips)
+    for trips, psnr in table:
+        delta = psnr - table[0][1]
+        print(f"{trips:>5}  {psnr:>8.2f}  {delta:>+9.2f}" if math.isfinite(psnr) else f"{trips:>5}  {'n/a':>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Wan-Animate's long-video scheme: image-space carry-over with a persistent reference sink.
+
+Every chunk gets the reference latent in slot 0 (the attention sink of paper Sec. 3). The last
+``refert_num`` decoded frames of a chunk are re-encoded by the VAE as the temporal guidance of the next
+chunk, which starts ``refert_num`` frames before the previous one ended: a VAE round trip per chunk,
+the drift mechanism of the paper's Finding 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.protocol import Protocol
+
+from .base import ChunkControls, ChunkMethod, ClipContext, State
+from .wan.backbone import WanBackbone
+from .wan.conditioning import latent_frames
+from .wan.runtime import BackboneHolder, pad_frames, vae_length
+
+ALLOWED_REFERT = (1, 5)
+
+
+class WanAnimate(ChunkMethod):
+    """Options: ``preset`` (``synthetic`` or ``wan2.2-animate-14b``), ``weights`` (local folder),
+    ``steps`` (default: the protocol's sampling steps), ``refert_num`` (1 or 5 carried-over frames),
+    ``shift`` (sampler time shift, default 5). ``backbone=`` injects a backbone (tests)."""
+
+    name = "wan-animate"
+    requires_extra = "wan"
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        preset: str = "synthetic",
+        weights: str | Path | None = None,
+        steps: int | None = None,
+        refert_num: int = 1,
+        shift: float = 5.0,
+        prompt: str | None = None,
+        backbone: WanBackbone | None = None,
+    ):
+        options: dict[str, Any] = {"preset": preset if backbone is None else backbone.name, "weights": weights, "steps": steps, "refert_num": refert_num, "shift": shift}
+        if prompt is not None:
+            options["prompt"] = prompt
+        super().__init__(device, **options)
+        if refert_num not in ALLOWED_REFERT:
+            raise ValueError(f"refert_num must be one of {ALLOWED_REFERT} (Wan-Animate's choices), got {refert_num}")
+        self.refert_num = int(refert_num)
+        self.steps = steps
+        self.shift = float(shift)
+        self._holder = BackboneHolder(preset, weights, self.device, backbone, prompt)
+
+    @property
+    def backbone(self) -> WanBackbone:
+        return self._holder.backbone
+
+    def carry_over_frames(self, protocol: Protocol) -> int:
+        return self.refert_num
+
+    def start(self, clip: ClipContext) -> State:
+        backbone = self.backbone
+        backbone.latent_size(clip.height, clip.width)
+        if clip.protocol.chunk_frames <= self.refert_num:
+            raise ValueError(f"chunks of {clip.protocol.chunk_frames} frames cannot carry {self.refert_num} frames over")
+        reference = clip.references[0]
+        state: State = {
+            "reference_latent": backbone.encode(reference.unsqueeze(0)).cpu(),
+            "steps": int(self.steps if self.steps is not None else clip.protocol.sampling_steps),
+            "height": clip.height,
+            "width": clip.width,
+        }
+        image_embeds = backbone.image_embedding(reference)
+        if image_embeds is not None:
+            state["image_embeds"] = image_embeds.float().cpu()
+        return state
+
+    def generate_chunk(self, state: State, controls: ChunkControls) -> tuple[torch.Tensor, State]:
+        backbone = self.backbone
+        length = len(controls)
+        padded = vae_length(length)
+        num_latents = latent_frames(padded)
+        guide = state.get("carry_frames") if controls.index > 0 else None
+        slot_latent, slot_mask = backbone.temporal_guidance(guide, num_latents, state["height"], state["width"])
+        conditioning = backbone.chunk_conditioning(
+            state["reference_latent"],
+            slot_latent,
+            slot_mask,
+            pad_frames(controls.pose, padded),
+            pad_frames(controls.face, padded),
+            image_embeds=state.get("image_embeds"),
+        )
+        latent = backbone.sample(conditioning, controls.generator, steps=state["steps"], shift=self.shift)
+        frames = backbone.decode(latent)[:length]
+        next_state = dict(state)
+        next_state["carry_frames"] = frames[length - self.refert_num :].clone()
+        return frames, next_state
