@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -19,7 +19,6 @@ from . import distributed
 from .errors import BenchmarkError, ClipError
 from .protocol import Protocol, resolve_horizons
 from .results import (
-    MetricResult,
     RunResults,
     environment_info,
     format_table,
@@ -126,23 +125,7 @@ def build_results(
     timing: dict,
 ) -> RunResults:
     aggregate = harness.aggregate(clips, failed_clips=failed)
-    metrics = [
-        MetricResult(
-            horizon_s=row.horizon_s,
-            metric=row.metric,
-            value=row.value,
-            stderr=row.stderr,
-            num_clips=row.num_clips,
-            higher_is_better=row.higher_is_better,
-            unavailable_reason=row.unavailable_reason,
-            extra=dict(row.extra or {}),
-        )
-        for row in aggregate.horizons
-    ]
-    drift = [
-        {"metric": p.metric, "window": p.window, "t_start_s": p.t_start_s, "t_end_s": p.t_end_s, "value": p.value, "stderr": p.stderr, "num_clips": p.num_clips}
-        for p in aggregate.drift
-    ]
+    drift = [asdict(point) for point in aggregate.drift]
     return RunResults(
         protocol=protocol.to_dict(),
         protocol_hash=protocol.hash,
@@ -155,7 +138,7 @@ def build_results(
         },
         method=method,
         limit=limit,
-        metrics=metrics,
+        metrics=list(aggregate.horizons),
         clips_evaluated=[ev.clip_id for ev in clips],
         clips_failed=failed,
         git=git_info(),
@@ -166,13 +149,16 @@ def build_results(
     )
 
 
-def write_outputs(out: Path, results: RunResults, clips: list) -> None:
-    """``results.json``, ``windows.jsonl``, ``summary.csv`` and ``drift.png`` in ``out``."""
+def publish(out: Path, results: RunResults, clips: list) -> None:
+    """Write ``results.json``, ``windows.jsonl``, ``summary.csv`` and ``drift.png`` in ``out`` and print
+    the table. ``results.json`` comes last: its presence means the run is complete."""
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "windows.jsonl", (row for ev in clips for row in ev.window_rows()))
     write_csv(out / "summary.csv", results.csv_rows())
     plot_drift(out / "drift.png", results)
     write_results_json(out / "results.json", results)
+    print(format_table(results))
+    print(f"results written to {out / 'results.json'}")
 
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -226,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if distributed.rank() == 0:
         method = {"name": args.method_name, "arguments": {"videos": str(args.videos), "carry_over": args.carry_over}}
         results = build_results(harness, clips, failed, split, protocol, method, args.limit, args.device, {"evaluation_s": round(evaluation.seconds, 3)})
-        out = args.out or args.videos / "evaluation"
-        write_outputs(out, results, clips)
-        print(format_table(results))
-        print(f"results written to {out}/results.json")
+        publish(args.out or args.videos / "evaluation", results, clips)
     return 1 if failed else 0
 
 

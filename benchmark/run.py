@@ -26,9 +26,8 @@ from methods import registry
 
 from . import distributed
 from .errors import BenchmarkError, ClipError
-from .evaluate import add_evaluation_arguments, build_results, evaluate_clips, gather, make_harness, parse_metrics, write_outputs
+from .evaluate import add_evaluation_arguments, build_results, evaluate_clips, gather, make_harness, parse_metrics, publish
 from .protocol import resolve_horizons
-from .results import format_table
 from .rollout import generate_clip, plan_clip
 from .split import atomic_write_text, resolve_split
 
@@ -140,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rss_mb": round(_peak_rss_mb(), 1),
         }
         results = build_results(harness, clips, failed, split, protocol, method.describe(), args.limit, args.device, timing)
-        write_outputs(out, results, clips)
-        print(format_table(results))
-        print(f"results written to {out}/results.json")
+        publish(out, results, clips)
     return 1 if failed else 0
 
 

@@ -258,7 +258,14 @@ def fetch(name: str, directory: str | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.weights", description="List or download the metric networks' weights.")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.weights",
+        description="List the metric networks (LPIPS backbones, Inception for FID, VideoMAE, ArcFace), the weights file each "
+        "expects and whether it is present; `fetch NAME` downloads it through the library's usual cache where there is a network. "
+        "A metric whose weights are missing is reported as unavailable, with this fix, never as 0.",
+        epilog=f"Local weights: set {WEIGHTS_DIR_ENV}=DIR (a folder holding the expected files) or {ENV_PREFIX}<NETWORK>=PATH per network, "
+        "or pass --weights-dir to benchmark.run / benchmark.evaluate.",
+    )
     sub = parser.add_subparsers(dest="command")
     get = sub.add_parser("fetch", help="download weights (needs network access)")
     get.add_argument("name", choices=[*NETWORKS, "all"])

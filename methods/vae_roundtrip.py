@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .base import ChunkControls, ChunkMethod, ClipContext, State
-from .wan.backbone import WanBackbone
+from .wan.backbone import LatentCodec, WanBackbone
 from .wan.runtime import BackboneHolder, pad_frames, vae_length
 
 
@@ -25,18 +25,19 @@ def trips_for_chunk(chunk_index: int, once: bool) -> int:
     return 1 if once else chunk_index + 1
 
 
-def round_trips(backbone: WanBackbone, frames: torch.Tensor, trips: int) -> torch.Tensor:
+def round_trips(codec: LatentCodec, frames: torch.Tensor, trips: int) -> torch.Tensor:
     """``frames`` (uint8, any length) encoded and decoded ``trips`` times, quantised to uint8 between
     trips as a carried-over frame is."""
     length = frames.shape[0]
     current = pad_frames(frames, vae_length(length))
     for _ in range(trips):
-        current = backbone.round_trip(current)
+        current = codec.round_trip(current)
     return current[:length]
 
 
 class VaeRoundTrip(ChunkMethod):
-    """Options: ``preset``, ``weights``, ``once`` (one round trip per chunk). ``backbone=`` for tests."""
+    """Options: ``preset``, ``weights``, ``once`` (one round trip per chunk). Loads only the preset's
+    VAE. ``backbone=`` for tests."""
 
     name = "vae-roundtrip"
     requires_extra = "wan"
@@ -51,14 +52,14 @@ class VaeRoundTrip(ChunkMethod):
     ):
         super().__init__(device, preset=preset if backbone is None else backbone.name, weights=weights, once=bool(once))
         self.once = bool(once)
-        self._holder = BackboneHolder(preset, weights, self.device, backbone)
+        self._holder = BackboneHolder(preset, weights, self.device, backbone, codec_only=True)
 
     @property
-    def backbone(self) -> WanBackbone:
-        return self._holder.backbone
+    def codec(self) -> LatentCodec:
+        return self._holder.codec
 
     def start(self, clip: ClipContext) -> State:
-        self.backbone.latent_size(clip.height, clip.width)
+        self.codec.check_size(clip.height, clip.width)
         # The ground-truth reader is an input of the clip, set again by start() on resume.
         self._read_ground_truth = clip.read_ground_truth
         return {}
@@ -66,7 +67,7 @@ class VaeRoundTrip(ChunkMethod):
     def generate_chunk(self, state: State, controls: ChunkControls) -> tuple[torch.Tensor, State]:
         truth = self._read_ground_truth(controls.start, controls.start + len(controls))
         trips = trips_for_chunk(controls.index, self.once)
-        return round_trips(self.backbone, truth, trips), {**state, "last_trips": trips}
+        return round_trips(self.codec, truth, trips), {**state, "last_trips": trips}
 
 
 def psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -76,13 +77,13 @@ def psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((10 * torch.log10(255.0**2 / mse)).clamp(max=100.0).mean())
 
 
-def round_trip_table(backbone: WanBackbone, clips: list[torch.Tensor], max_trips: int) -> list[tuple[int, float]]:
+def round_trip_table(codec: LatentCodec, clips: list[torch.Tensor], max_trips: int) -> list[tuple[int, float]]:
     """Mean PSNR against the input after 1..max_trips round trips, over ``clips`` (uint8 videos)."""
     totals = [0.0] * max_trips
     for frames in clips:
         current = pad_frames(frames, vae_length(frames.shape[0]))
         for trip in range(max_trips):
-            current = backbone.round_trip(current)
+            current = codec.round_trip(current)
             totals[trip] += psnr_uint8(current[: frames.shape[0]], frames)
     return [(trip + 1, totals[trip] / len(clips)) for trip in range(max_trips)]
 
@@ -100,14 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     from benchmark.split import resolve_split
     from benchmark.video import read_frames
 
-    from .wan.presets import load_backbone
+    from .wan.presets import load_codec
 
-    backbone = load_backbone(args.preset, args.weights)
+    codec = load_codec(args.preset, args.weights)
     split = resolve_split(args.split)
     clips = [read_frames(split.path(c, "video"), args.start, args.start + args.frames, clip_id=c.id) for c in split.clips]
     print(f"VAE round trips on {split.name} ({len(clips)} clips x {args.frames} frames from frame {args.start}), preset {args.preset}")
     print(f"{'trips':>5}  {'PSNR dB':>8}  {'vs 1 trip':>9}")
-    table = round_trip_table(backbone, clips, args.trips)
+    table = round_trip_table(codec, clips, args.trips)
     for trips, psnr in table:
         delta = psnr - table[0][1]
         print(f"{trips:>5}  {psnr:>8.2f}  {delta:>+9.2f}" if math.isfinite(psnr) else f"{trips:>5}  {'n/a':>8}")

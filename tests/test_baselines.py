@@ -149,7 +149,7 @@ def test_round_trip_count_grows_one_per_chunk(backbone):
     assert [trips_for_chunk(k, once=True) for k in range(4)] == [1, 1, 1, 1]
     for once, expected in ((False, [1, 2, 3]), (True, [1, 1, 1])):
         counts = []
-        original = backbone.round_trip
+        original = backbone.codec.round_trip
 
         def spy(frames):
             counts[-1] += 1
@@ -157,7 +157,7 @@ def test_round_trip_count_grows_one_per_chunk(backbone):
 
         method = VaeRoundTrip(backbone=backbone, once=once)
         state = method.start(clip)
-        backbone.round_trip = spy
+        backbone.codec.round_trip = spy
         try:
             for index in range(3):
                 counts.append(0)
@@ -165,7 +165,7 @@ def test_round_trip_count_grows_one_per_chunk(backbone):
                 frames, state = method.generate_chunk(state, clip.read_controls(start, start + PROTOCOL.chunk_frames, index))
                 assert state["last_trips"] == expected[index]
         finally:
-            del backbone.round_trip
+            del backbone.codec.round_trip
         assert counts == expected
 
 
@@ -176,7 +176,7 @@ def test_round_trip_output_is_the_ground_truth_through_the_vae(backbone):
     frames, _ = method.generate_chunk(state, clip.read_controls(12, 25, 1))
     truth = clip.read_ground_truth(12, 25)
     assert torch.equal(frames, backbone.round_trip(backbone.round_trip(truth)))
-    table = round_trip_table(backbone, [truth], 3)
+    table = round_trip_table(backbone.codec, [truth], 3)
     assert [trips for trips, _ in table] == [1, 2, 3]
 
 

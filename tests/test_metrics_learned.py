@@ -204,3 +204,23 @@ def test_vmae_distance_is_zero_for_identical_windows_and_positive_otherwise(clip
     metric.update(f_gen, f_gt, 1)
     same, different = metric.compute()
     assert abs(same) < 1e-12 and 0 < different <= 2
+
+
+def test_videomae_loads_from_a_local_folder_with_its_preprocessor_settings(clip, tmp_path, empty_caches):
+    from transformers import VideoMAEImageProcessor
+
+    from benchmark.metrics.networks import build_videomae
+
+    generated, _, _ = clip
+    model = tiny_videomae(num_frames=4, seed=5)
+    folder = tmp_path / "videomae-base"
+    model.save_pretrained(folder)
+    VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    loaded = build_videomae(WeightsConfig(videomae=str(folder)))
+    assert not loaded.random_weights and str(folder) in loaded.source
+    assert loaded.module.resize_to == 32 and loaded.module.scaled_mean.flatten().tolist() == [127.5] * 3
+    reference = VideoMAEFeatures(model, mean=(0.5,) * 3, std=(0.5,) * 3)
+    with torch.no_grad():
+        clips = reference.preprocess(generated)[None]
+        assert torch.equal(loaded.module.preprocess(generated), clips[0])
+        assert torch.allclose(loaded.module(clips), reference(clips), atol=1e-6)

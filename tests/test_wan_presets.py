@@ -44,6 +44,18 @@ def test_saved_backbone_loads_from_a_local_folder(tmp_path):
     assert torch.equal(loaded.text_embeds, backbone.text_embeds)
 
 
+def test_the_vae_alone_loads_without_a_transformer(tmp_path):
+    from methods.wan.presets import load_codec
+
+    backbone = tiny_random_backbone(seed=3)
+    backbone.vae.save_pretrained(tmp_path / "w" / "vae")
+    codec = load_codec("synthetic", weights=tmp_path / "w")
+    frames = torch.randint(0, 256, (5, 32, 32, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    assert torch.equal(codec.round_trip(frames), backbone.round_trip(frames))
+    with pytest.raises(MissingWeightsError, match="transformer"):
+        load_backbone("synthetic", weights=tmp_path / "w")
+
+
 def test_small_vae_backbone_round_trips_through_a_folder(tmp_path):
     backbone = tiny_random_backbone(seed=2, vae="SmallCausalVAE")
     save_backbone(backbone, tmp_path / "w")

@@ -145,11 +145,11 @@ def ssim_per_frame(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) ->
     blurred = _separable_blur(torch.cat([x, y, x * x + y * y, x * y], dim=1), taps)
     mu_x, mu_y, second_moments, mu_xy_raw = blurred.split(channels, dim=1)
     mu_x_mu_y = mu_x * mu_y
-    mu_sq = mu_x * mu_x + mu_y * mu_y
+    mu_sq = mu_x.square().add_(mu_y.square())
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
-    numerator = (2 * mu_x_mu_y + c1) * (2 * (mu_xy_raw - mu_x_mu_y) + c2)
-    denominator = (mu_sq + c1) * (second_moments - mu_sq + c2)
-    return (numerator / denominator).mean(dim=(1, 2, 3), dtype=torch.float64)
+    numerator = (2 * mu_x_mu_y + c1).mul_((mu_xy_raw - mu_x_mu_y).mul_(2).add_(c2))
+    denominator = (mu_sq + c1).mul_(second_moments.sub(mu_sq).add_(c2))
+    return numerator.div_(denominator).mean(dim=(1, 2, 3), dtype=torch.float64)
 
 
 class SSIM(WindowedFrameMetric):

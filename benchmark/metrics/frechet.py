@@ -17,6 +17,7 @@ range raises ``OverflowError`` (use ``fid_frame_stride`` > 1 to reduce the total
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -46,6 +47,12 @@ def from_fixed_point(values: torch.Tensor) -> np.ndarray:
     return values.cpu().numpy().astype(np.float64) / _SCALE
 
 
+@functools.lru_cache(maxsize=4)
+def upper_triangle_mask(dim: int, device: torch.device) -> torch.Tensor:
+    """Boolean ``(dim, dim)`` mask of the upper triangle; row-major order matches ``np.triu_indices``."""
+    return torch.ones(dim, dim, dtype=torch.bool, device=device).triu_()
+
+
 class ClipMoments:
     """One clip's running float64 feature moments, generated (side 0) and ground truth (side 1).
 
@@ -69,10 +76,9 @@ class ClipMoments:
         self.count[side] += values.shape[0]
 
     def snapshot(self) -> "FixedPointMoments":
-        rows, cols = torch.triu_indices(self.dim, self.dim, device=self.outer_sum.device)
         return FixedPointMoments(
             feature_sum=to_fixed_point(self.feature_sum),
-            outer_sum=to_fixed_point(self.outer_sum[:, rows, cols]),
+            outer_sum=to_fixed_point(self.outer_sum[:, upper_triangle_mask(self.dim, self.outer_sum.device)]),
             count=torch.tensor(self.count, dtype=torch.int64, device=self.feature_sum.device),
         )
 

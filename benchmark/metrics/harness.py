@@ -21,7 +21,7 @@ from .. import distributed
 from ..errors import ClipError
 from ..protocol import Protocol
 from ..weights import WeightsConfig
-from .frame import LPIPS, PSNR, SSIM, FacePSNR, WindowedFrameMetric, face_regions
+from .frame import LPIPS, PSNR, SSIM, SSIM_RADIUS, FacePSNR, WindowedFrameMetric, face_regions
 from .frechet import FIXED_POINT_BITS, ClipMoments, FixedPointMoments, FrechetDistance
 from .identity import IdentitySimilarity, build_arcface
 from .networks import (
@@ -120,6 +120,8 @@ class EvaluationHarness:
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; choose from {list(ALL_METRICS)}")
         self.metric_info: dict[str, MetricInfo] = {name: METRIC_INFO[name] for name in ALL_METRICS if name in requested}
+        if "ssim" in self.metric_info and min(protocol.width, protocol.height) < 2 * SSIM_RADIUS + 1:
+            raise ValueError(f"SSIM needs frames of at least {2 * SSIM_RADIUS + 1} pixels per side, the protocol has {protocol.width}x{protocol.height}")
         self.unavailable: dict[str, str] = {}
         self.network_sources: dict[str, str] = {}
         self.random_weights: set[str] = set()
@@ -185,7 +187,7 @@ class EvaluationHarness:
         for metric in self._frame_metrics.values():
             metric.to(self.device)
         self._seam = SeamScore(windows).to(self.device) if self._active("seam") else None
-        self._vmae = VideoMAEDistance(self.num_frames // self.protocol.vmae_window_frames) if self._active("vmae") else None
+        self._vmae = VideoMAEDistance(self.num_frames // self.protocol.vmae_window_frames).to(self.device) if self._active("vmae") else None
         self._fid = FrechetDistance(len(self.horizons_s), self._feature_dim(self._inception)).to(self.device) if self._active("fid") else None
         self._fvd = FrechetDistance(len(self.horizons_s), self._videomae.feature_dim).to(self.device) if self._active("fvd_videomae") else None
 
@@ -231,8 +233,6 @@ class EvaluationHarness:
                         window = (first_frame + offset) // self.window_frames
                         stop = offset + self.window_frames
                         self._evaluate_window(run, window, gen[offset:stop], gt[offset:stop], boxes, boundaries)
-        except ValueError as exc:
-            raise ClipError(clip_id, None, str(exc)) from exc
         finally:
             for source in (generated, ground_truth):
                 close = getattr(source, "close", None)

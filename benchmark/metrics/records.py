@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 
 from .temporal import SEAM_BOUNDARY_PAIRS, SEAM_BOUNDARY_SUM, SEAM_INNER_PAIRS, SEAM_INNER_SUM, seam_ratio
 
+from ..results import MetricResult as HorizonMetric  # one row type for the harness and results.json
+
 RECORD_VERSION = 1
-PER_FRAME_METRICS = ("psnr", "ssim", "lpips", "f_psnr", "identity")
 FRECHET_METRICS = ("fid", "fvd_videomae")
 
 
@@ -62,15 +63,6 @@ class ClipEvaluation:
         if frames > self.num_frames:
             raise ValueError(f"clip {self.clip_id!r} was evaluated on {self.num_frames} frames, horizon {horizon_s:g} s needs {frames}")
         return frames // self.window_frames
-
-    @property
-    def metrics(self) -> list[str]:
-        names = list(self.frame_metrics)
-        if self.vmae is not None:
-            names.append("vmae")
-        if self.seam is not None:
-            names.append("seam")
-        return names
 
     def clip_value(self, metric: str, horizon_s: float) -> float | None:
         """The clip's value at a horizon, from the window records; None when undefined (e.g. no
@@ -141,18 +133,6 @@ class ClipEvaluation:
             raise ValueError(f"clip evaluation record version {data.get('version')!r}, this code reads {RECORD_VERSION}")
         data["frame_metrics"] = {name: WindowSeries(**series) for name, series in data.get("frame_metrics", {}).items()}
         return cls(**data)
-
-
-@dataclass
-class HorizonMetric:
-    horizon_s: float
-    metric: str
-    value: float | None
-    stderr: float | None
-    num_clips: int
-    higher_is_better: bool
-    unavailable_reason: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass

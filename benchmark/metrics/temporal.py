@@ -87,12 +87,13 @@ class SeamScore(Metric):
 
 def frame_changes(frames: torch.Tensor, chunk: int = 5) -> list[int]:
     """``sum |x_t - x_{t-1}|`` over pixels and channels for ``t = 1 .. T-1`` of ``uint8 (T, H, W, C)``
-    frames, as exact integers (a few frames at a time to keep the int16 temporaries small)."""
+    frames, as exact integers. ``max - min`` is the absolute difference without leaving uint8."""
     changes: list[int] = []
     for start in range(1, len(frames), chunk):
-        later = frames[start : start + chunk].to(torch.int16)
-        earlier = frames[start - 1 : start - 1 + len(later)].to(torch.int16)
-        changes += (later - earlier).abs_().flatten(1).sum(dim=1, dtype=torch.int64).tolist()
+        later = frames[start : start + chunk]
+        earlier = frames[start - 1 : start - 1 + len(later)]
+        difference = torch.maximum(later, earlier).sub_(torch.minimum(later, earlier))
+        changes += difference.flatten(1).sum(dim=1, dtype=torch.int64).tolist()
     return changes
 
 

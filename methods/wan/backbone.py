@@ -48,6 +48,57 @@ def video_to_frames(video: torch.Tensor) -> torch.Tensor:
     return pixels.permute(1, 2, 3, 0).contiguous().cpu()
 
 
+class LatentCodec:
+    """The causal VAE with Wan's latent normalisation: pixels <-> normalised latents. Methods that need
+    only the VAE (``vae-roundtrip``) load this alone, without the transformer."""
+
+    def __init__(self, vae: Any, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.vae = vae.to(self.device).eval()
+        self.latent_channels = int(vae.config.z_dim)
+        mean, std = vae.config.latents_mean, vae.config.latents_std
+        if mean is None or std is None or len(mean) != self.latent_channels or len(std) != self.latent_channels:
+            raise ValueError(f"the VAE config needs latents_mean and latents_std of length z_dim={self.latent_channels}")
+        self.latents_mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        self.latents_std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        self.spatial_factor = int(vae.config.scale_factor_spatial)
+
+    def check_size(self, height: int, width: int) -> None:
+        if height % self.spatial_factor or width % self.spatial_factor:
+            raise ValueError(f"frames of {width}x{height} are not divisible by the VAE's {self.spatial_factor}x factor")
+
+    def normalize(self, raw_latent: torch.Tensor) -> torch.Tensor:
+        return (raw_latent - self.latents_mean.to(raw_latent)) / self.latents_std.to(raw_latent)
+
+    def denormalize(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent * self.latents_std.to(latent) + self.latents_mean.to(latent)
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """``uint8 (T, H, W, 3)`` or float ``(B, 3, T, H, W)`` in [-1, 1] -> normalised latent
+        ``(B, C, 1 + (T - 1) / 4, h, w)``, the posterior mode (Wan's ``argmax`` sampling)."""
+        video = frames_to_video(frames) if frames.dtype == torch.uint8 else frames
+        latent_frames(video.shape[2])
+        self.check_size(video.shape[3], video.shape[4])
+        dtype = next(self.vae.parameters()).dtype
+        posterior = self.vae.encode(video.to(self.device, dtype)).latent_dist
+        return self.normalize(posterior.mode().float())
+
+    @torch.no_grad()
+    def decode_video(self, latent: torch.Tensor) -> torch.Tensor:
+        """Normalised latent ``(B, C, T', h, w)`` -> float video ``(B, 3, 4 (T' - 1) + 1, H, W)`` in [-1, 1]."""
+        dtype = next(self.vae.parameters()).dtype
+        return self.vae.decode(self.denormalize(latent.float()).to(self.device, dtype)).sample.float()
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Normalised latent ``(1, C, T', h, w)`` -> ``uint8 (4 (T' - 1) + 1, H, W, 3)`` on the CPU."""
+        return video_to_frames(self.decode_video(latent))
+
+    def round_trip(self, frames: torch.Tensor) -> torch.Tensor:
+        """One VAE round trip of ``uint8 (T, H, W, 3)`` frames (T = 4k + 1)."""
+        return self.decode(self.encode(frames))
+
+
 class WanBackbone:
     """VAE + Wan-Animate transformer + Euler sampler. Holds no per-clip state.
 
@@ -71,7 +122,10 @@ class WanBackbone:
     ):
         self.name = name
         self.device = torch.device(device)
-        self.vae = vae.to(self.device).eval()
+        self.codec = LatentCodec(vae, self.device)
+        self.vae = self.codec.vae
+        self.latent_channels = self.codec.latent_channels
+        self.spatial_factor = self.codec.spatial_factor
         # The dtype is chosen at load time (from_pretrained(torch_dtype=...)) so that diffusers keeps its
         # float32 modules (norms, time embedding) in float32.
         self.transformer = transformer.to(self.device).eval()
@@ -80,18 +134,11 @@ class WanBackbone:
         self.image_encoder = image_encoder.to(self.device).eval() if image_encoder is not None else None
         self.image_processor = image_processor
         config = transformer.config
-        self.latent_channels = int(vae.config.z_dim)
         if config.in_channels != 2 * self.latent_channels + 4 or config.out_channels != self.latent_channels:
             raise ValueError(
                 f"transformer in/out channels {config.in_channels}/{config.out_channels} do not fit a VAE with "
                 f"z_dim {self.latent_channels}: need in_channels = 2 C + 4 and out_channels = C"
             )
-        mean, std = vae.config.latents_mean, vae.config.latents_std
-        if mean is None or std is None or len(mean) != self.latent_channels or len(std) != self.latent_channels:
-            raise ValueError(f"the VAE config needs latents_mean and latents_std of length z_dim={self.latent_channels}")
-        self.latents_mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1, 1)
-        self.latents_std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1, 1)
-        self.spatial_factor = int(vae.config.scale_factor_spatial)
         self.patch_size = tuple(int(p) for p in config.patch_size)
         self.motion_size = int(config.motion_encoder_size)
         if text_embeds is None:
@@ -111,37 +158,28 @@ class WanBackbone:
             raise ValueError(f"frames of {width}x{height} are not divisible by {step_w}x{step_h} (VAE factor x patch size)")
         return height // self.spatial_factor, width // self.spatial_factor
 
-    # ---- VAE ----------------------------------------------------------------------------------
+    # ---- VAE (see LatentCodec) ------------------------------------------------------------------
     def normalize(self, raw_latent: torch.Tensor) -> torch.Tensor:
-        return (raw_latent - self.latents_mean.to(raw_latent)) / self.latents_std.to(raw_latent)
+        return self.codec.normalize(raw_latent)
 
     def denormalize(self, latent: torch.Tensor) -> torch.Tensor:
-        return latent * self.latents_std.to(latent) + self.latents_mean.to(latent)
+        return self.codec.denormalize(latent)
 
-    @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """``uint8 (T, H, W, 3)`` or float ``(B, 3, T, H, W)`` in [-1, 1] -> normalised latent
-        ``(B, C, 1 + (T - 1) / 4, h, w)``, the posterior mode (Wan's ``argmax`` sampling)."""
-        video = frames_to_video(frames) if frames.dtype == torch.uint8 else frames
-        latent_frames(video.shape[2])
-        self.latent_size(video.shape[3], video.shape[4])
-        dtype = next(self.vae.parameters()).dtype
-        posterior = self.vae.encode(video.to(self.device, dtype)).latent_dist
-        return self.normalize(posterior.mode().float())
+        ``(B, C, 1 + (T - 1) / 4, h, w)``; the frame size must also fit the patch size."""
+        video_size = frames.shape[1:3] if frames.dtype == torch.uint8 else frames.shape[3:5]
+        self.latent_size(int(video_size[0]), int(video_size[1]))
+        return self.codec.encode(frames)
 
-    @torch.no_grad()
     def decode_video(self, latent: torch.Tensor) -> torch.Tensor:
-        """Normalised latent ``(B, C, T', h, w)`` -> float video ``(B, 3, 4 (T' - 1) + 1, H, W)`` in [-1, 1]."""
-        dtype = next(self.vae.parameters()).dtype
-        return self.vae.decode(self.denormalize(latent.float()).to(self.device, dtype)).sample.float()
+        return self.codec.decode_video(latent)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Normalised latent ``(1, C, T', h, w)`` -> ``uint8 (4 (T' - 1) + 1, H, W, 3)`` on the CPU."""
-        return video_to_frames(self.decode_video(latent))
+        return self.codec.decode(latent)
 
     def round_trip(self, frames: torch.Tensor) -> torch.Tensor:
-        """One VAE round trip of ``uint8 (T, H, W, 3)`` frames (T = 4k + 1)."""
-        return self.decode(self.encode(frames))
+        return self.codec.round_trip(frames)
 
     # ---- conditioning inputs ------------------------------------------------------------------
     def face_pixels(self, faces: torch.Tensor) -> torch.Tensor:

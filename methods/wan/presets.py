@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .backbone import WanBackbone
+from .backbone import LatentCodec, WanBackbone
 
 WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
 SYNTHETIC_WEIGHTS = WEIGHTS_ROOT / "synthetic"
@@ -183,21 +183,26 @@ def _is_local(source: str) -> bool:
     return Path(source).exists()
 
 
-def _vae_class_name(source: str) -> str:
+def vae_class_name(source: str) -> str:
     config_path = Path(source) / "vae" / "config.json"
     if _is_local(source) and config_path.exists():
         return json.loads(config_path.read_text()).get("_class_name", "AutoencoderKLWan")
     return "AutoencoderKLWan"
 
 
-def _check_local_folder(source: str, preset: str) -> None:
+def load_vae(source: str | Path) -> torch.nn.Module:
+    """The ``vae/`` of a weights folder or hub repository, of the class its config names, in float32."""
+    if vae_class_name(str(source)) == "SmallCausalVAE":
+        from .small_vae import SmallCausalVAE as vae_class
+    else:
+        from diffusers import AutoencoderKLWan as vae_class
+    return vae_class.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32)
+
+
+def check_weights_folder(source: str, preset: str, parts: tuple[str, ...] = ("vae", "transformer")) -> None:
     folder = Path(source)
-    missing = [
-        str(folder / part)
-        for part in ("vae/config.json", "transformer/config.json")
-        if not (folder / part).exists()
-    ]
-    weights = [p for p in ("vae", "transformer") if not list((folder / p).glob("*.safetensors"))]
+    missing = [str(folder / part / "config.json") for part in parts if not (folder / part / "config.json").exists()]
+    weights = [part for part in parts if not list((folder / part).glob("*.safetensors"))]
     if missing or weights:
         how = (
             f"train them with `{TRAIN_COMMAND}`"
@@ -225,6 +230,22 @@ def _encode_prompt(source: str, prompt: str, device: torch.device, dtype: torch.
     return hidden.to(dtype)
 
 
+def load_codec(preset: str = "synthetic", weights: str | Path | None = None, device: str | torch.device = "cpu") -> LatentCodec:
+    """Only the VAE of a preset (for methods that never run the transformer), with the same checks and
+    errors as :func:`load_backbone`."""
+    if preset not in PRESETS:
+        raise KeyError(f"unknown backbone preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+    if PRESETS[preset].test_only:
+        raise ValueError(f"preset {preset!r} is for tests only; build it with methods.wan.presets.tiny_random_backbone()")
+    source = str(weights) if weights is not None else PRESETS[preset].source
+    if _is_local(source) or preset == "synthetic" or weights is not None:
+        check_weights_folder(source, preset, parts=("vae",))
+    try:
+        return LatentCodec(load_vae(source), device)
+    except OSError as exc:
+        raise MissingWeightsError(f"cannot load the VAE of preset {preset!r} from {source}: {exc}. Pass weights=FOLDER with a local copy.") from exc
+
+
 def load_backbone(
     preset: str = "synthetic",
     weights: str | Path | None = None,
@@ -244,18 +265,13 @@ def load_backbone(
     source = str(weights) if weights is not None else spec.source
     device = torch.device(device)
     if _is_local(source) or preset == "synthetic" or weights is not None:
-        _check_local_folder(source, preset)
+        check_weights_folder(source, preset)
     dtype = torch.bfloat16 if (preset == "wan2.2-animate-14b" and device.type == "cuda") else torch.float32
 
     from diffusers import WanAnimateTransformer3DModel
 
     try:
-        vae_name = _vae_class_name(source)
-        if vae_name == "SmallCausalVAE":
-            from .small_vae import SmallCausalVAE as vae_class
-        else:
-            from diffusers import AutoencoderKLWan as vae_class
-        vae = vae_class.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32)
+        vae = load_vae(source)
         transformer = WanAnimateTransformer3DModel.from_pretrained(source, subfolder="transformer", torch_dtype=dtype)
     except OSError as exc:
         raise MissingWeightsError(f"cannot load preset {preset!r} from {source}: {exc}. Pass weights=FOLDER with a local copy.") from exc

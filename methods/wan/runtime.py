@@ -7,18 +7,27 @@ from pathlib import Path
 
 import torch
 
-from .backbone import WanBackbone
+from .backbone import LatentCodec, WanBackbone
 from .conditioning import TEMPORAL_FACTOR
-from .presets import PRESETS, MissingWeightsError, _check_local_folder, load_backbone
+from .presets import PRESETS, MissingWeightsError, check_weights_folder, load_backbone, load_codec
 
 
 class BackboneHolder:
     """Loads a preset's backbone on first use, after checking at construction that its weights exist,
     so a benchmark run fails before its first clip rather than silently using random weights.
 
-    ``backbone=`` injects an already built backbone (tests use ``tiny_random_backbone()``)."""
+    ``backbone=`` injects an already built backbone (tests use ``tiny_random_backbone()``);
+    ``codec_only`` is for methods that only use the VAE."""
 
-    def __init__(self, preset: str, weights: str | Path | None, device: torch.device, backbone: WanBackbone | None = None, prompt: str | None = None):
+    def __init__(
+        self,
+        preset: str,
+        weights: str | Path | None,
+        device: torch.device,
+        backbone: WanBackbone | None = None,
+        prompt: str | None = None,
+        codec_only: bool = False,
+    ):
         self.preset, self.weights, self.device, self.prompt = preset, weights, device, prompt
         self._backbone = backbone
         if backbone is None:
@@ -28,13 +37,23 @@ class BackboneHolder:
                 raise ValueError(f"preset {preset!r} is for tests only: pass backbone=tiny_random_backbone() instead")
             source = str(weights) if weights is not None else PRESETS[preset].source
             if preset == "synthetic" or weights is not None:
-                _check_local_folder(source, preset)
+                check_weights_folder(source, preset, parts=("vae",) if codec_only else ("vae", "transformer"))
+
+        self._codec: LatentCodec | None = backbone.codec if backbone is not None else None
 
     @property
     def backbone(self) -> WanBackbone:
         if self._backbone is None:
             self._backbone = load_backbone(self.preset, self.weights, self.device, self.prompt)
+            self._codec = self._backbone.codec
         return self._backbone
+
+    @property
+    def codec(self) -> LatentCodec:
+        """Only the VAE: loads no transformer unless the backbone was loaded already."""
+        if self._codec is None:
+            self._codec = load_codec(self.preset, self.weights, self.device)
+        return self._codec
 
 
 def vae_length(num_frames: int) -> int:

@@ -33,7 +33,7 @@ from .backbone import WanBackbone
 from .checkpoint import load_checkpoint, save_checkpoint, step_generator
 from .conditioning import guided_frames_mask, video_frames, with_reference_slot
 from .data import ClipArrays, load_clips, psnr, to_video
-from .presets import BACKBONE_FILE, BACKBONE_FORMAT, SYNTHETIC_TRANSFORMER_CONFIG, build_transformer
+from .presets import BACKBONE_FILE, BACKBONE_FORMAT, SYNTHETIC_TRANSFORMER_CONFIG, build_transformer, load_vae
 from .train_vae import DEFAULT_ROOT, log_line
 
 WINDOW_FRAMES = 77
@@ -185,16 +185,6 @@ class ExponentialAverage:
             self.shadow[name].copy_(current)
 
 
-def load_vae(folder: Path):
-    from .presets import _vae_class_name
-
-    if _vae_class_name(str(folder)) == "SmallCausalVAE":
-        from .small_vae import SmallCausalVAE as vae_class
-    else:
-        from diffusers import AutoencoderKLWan as vae_class
-    return vae_class.from_pretrained(folder, subfolder="vae")
-
-
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
@@ -249,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--export", nargs="?", type=Path, const=Path(__file__).resolve().parent / "weights" / "synthetic", default=None,
                         help="write the weights folder (default: the package's weights/synthetic)")
+    parser.add_argument("--export-every", type=int, default=0, help="also export after every N steps (0: only at the end)")
     parser.add_argument("--export-only", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -326,11 +317,15 @@ def main(argv: list[str] | None = None) -> int:
             log_line(log_path, {"step": step, "loss": sum(losses) / len(losses), "lr": optimizer.param_groups[0]["lr"], "steps_per_s": rate, "minutes": (time.time() - began) / 60})
             bar.set_postfix(loss=f"{sum(losses) / len(losses):.4f}")
             losses = []
-        if step % args.eval_every == 0 or step == args.steps:
-            run_eval()
         out_of_time = args.max_minutes is not None and (time.time() - began) / 60 >= args.max_minutes
+        if step % args.eval_every == 0 or step == args.steps or out_of_time:
+            run_eval()
         if step % args.save_every == 0 or step == args.steps or out_of_time:
             save()
+        if args.export is not None and args.export_every and step % args.export_every == 0:
+            ema.swap(model)
+            export(backbone, args.vae, args.export, history, args, step)
+            ema.swap(model)
         if out_of_time:
             bar.write(f"stopping after {args.max_minutes} minutes at step {step}; rerun the command to continue")
             break

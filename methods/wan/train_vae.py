@@ -244,12 +244,12 @@ def main(argv: list[str] | None = None) -> int:
             log_line(log_path, {"step": step, "loss": sum(window_losses) / len(window_losses), "lr": optimizer.param_groups[0]["lr"], "steps_per_s": rate, "minutes": (time.time() - began) / 60})
             bar.set_postfix(loss=f"{sum(window_losses) / len(window_losses):.4f}")
             window_losses = []
-        if step % args.eval_every == 0 or step == args.steps:
+        out_of_time = args.max_minutes is not None and (time.time() - began) / 60 >= args.max_minutes
+        if step % args.eval_every == 0 or step == args.steps or out_of_time:
             record = {"step": step, **evaluate(vae, eval_clips), "minutes": (time.time() - began) / 60}
             history.append(record)
             log_line(log_path, {"eval": record})
             bar.write(f"step {step}: held-out PSNR {record['psnr']:.2f} dB (first frame {record['psnr_first_frame']:.2f}), input dependence {record['input_dependence']:.3f}")
-        out_of_time = args.max_minutes is not None and (time.time() - began) / 60 >= args.max_minutes
         if step % args.save_every == 0 or step == args.steps or out_of_time:
             save()
         if out_of_time:
