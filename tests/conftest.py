@@ -70,6 +70,18 @@ def make_tiny_split(root: Path, num_clips: int = 2, num_frames: int = TINY_FRAME
     return root
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Small tensors: one intra-op thread avoids thread-pool contention on a shared 2-core machine.
+    Test modules opt in with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_split_dir(tmp_path_factory) -> Path:
     return make_tiny_split(tmp_path_factory.mktemp("tiny_split"))

@@ -248,3 +248,15 @@ def test_wan_animate_through_the_runner_resumes_to_the_same_video(backbone, tiny
     resumed, timings = generate_clip(WanAnimate(backbone=backbone), tiny_split, protocol, plan, tmp_path / "b", "fp", True, device)
     assert len(timings) == len(plan.starts) - 2
     assert torch.equal(read_frames(straight), read_frames(resumed))
+
+
+def test_perf_reports_time_and_a_flat_memory_ratio_for_the_chunk_methods():
+    from methods.perf import run, transformer_flops
+
+    records = run(["wan-animate", "vae-roundtrip", "unianimate-dit"], "tiny-random", None, 1, 1.0, 4.0, torch.device("cpu"))
+    assert [r.method for r in records] == ["wan-animate", "vae-roundtrip", "unianimate-dit"]
+    for record in records:
+        assert record.chunks == 2 and record.seconds_per_chunk > 0 and record.peak_mb_short > 0
+    assert records[0].ratio < 1.5 and records[2].seconds_last_chunk is None
+    # one layer, 2 tokens, width 1, FFN 1, no context: q/k/v/o 16, QK and AV 16, cross-attention q/o 8, FFN 8
+    assert transformer_flops(2, 1, 1, 1, 0) == 4 * 2 * 2 + 2 * 2 * 4 + 2 * 2 * 2 + 2 * 2 * 2

@@ -20,13 +20,7 @@ from benchmark.protocol import Protocol
 from benchmark.weights import WeightsConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors: one intra-op thread avoids thread-pool contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 PROTOCOL = Protocol(width=64, height=48, fps=8, vmae_window_frames=4)
 HORIZONS = [1.0, 2.0]

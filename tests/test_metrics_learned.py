@@ -28,13 +28,7 @@ lpips = pytest.importorskip("lpips")
 fid_score = pytest.importorskip("pytorch_fid.fid_score")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors: one intra-op thread avoids thread-pool contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

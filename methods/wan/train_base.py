@@ -204,7 +204,7 @@ def export(backbone: WanBackbone, vae_folder: Path, target: Path, history: list[
 
 - Class: `WanAnimateTransformer3DModel` ({params / 1e6:.2f}M parameters), config in `config.json` (image_dim None,
   a constant zero text embedding of {int(backbone.text_embeds.shape[1])} token).
-- Trained by `python -m methods.wan.train_base` for {step} steps on windows of `{args.train_split}` (batch {args.batch},
+- Trained by `python -m methods.wan.train_base` for {step} steps on 77-frame windows of `{args.train_split}` (batch {args.batch} x 20/L chunks of L slots,
   AdamW lr {args.lr}, flow matching with time shift {args.train_shift}, chunk prefixes of {args.lengths} latent slots,
   guidance blank/1/5 frames with probabilities {args.guide_probs}, seed {args.seed}); weights are the EMA ({args.ema}).
 - Held-out single-chunk PSNR on `{args.eval_split}` (chunks {list(EVAL_CHUNKS)} (start, guided frames) of every clip, 20 steps):

@@ -7,14 +7,14 @@ the reconstructions follow their input (a collapsed VAE scores ~17 dB while igno
 
 Recipe, following the measured traps of docs/backbone.md: the loss (L1 + MSE) is taken on the
 *unclamped* decoder output, the latent is the posterior mean with a tiny KL, and latents_mean/std of
-length z_dim are measured on the training split at export. ``--export DIR`` writes ``DIR/vae``.
+length z_dim are measured on the training split at export. A finished run writes ``RUN_DIR/export/vae``
+(or ``--export DIR``), where ``train_base`` looks for it by default.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=None, help="save and stop after this long")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--export", type=Path, default=None, help="write the trained VAE to EXPORT/vae")
+    parser.add_argument("--export", type=Path, default=None, help="where the finished VAE goes (EXPORT/vae; default RUN_DIR/export, where train_base looks)")
     parser.add_argument("--export-only", action="store_true")
     args = parser.parse_args(argv)
     args.clip_frames = args.clip_frames or (9 if args.arch == "small" else 17)
@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             bar.write(f"stopping after {args.max_minutes} minutes at step {step}; rerun the command to continue")
             break
     bar.close()
-    if args.export is not None:
-        print(f"exported {export(vae, train_clips, args.export, history, args, step)}")
+    if step >= args.steps:
+        print(f"exported {export(vae, train_clips, args.export or run_dir / 'export', history, args, step)}")
     return 0
 
 
