@@ -13,7 +13,7 @@ The official code (a different backbone, 50 steps, CFG 1.5) can be run externall
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -91,6 +91,9 @@ class UniAnimateDiT(VideoMethod):
         self.window_batch = max(1, int(window_batch))
         self.shift = float(shift)
         self._holder = BackboneHolder(preset, weights, self.device, backbone, prompt)
+
+    def describe(self) -> dict[str, Any]:
+        return self._holder.describe(super().describe())
 
     @property
     def backbone(self) -> WanBackbone:

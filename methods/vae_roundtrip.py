@@ -12,6 +12,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,6 +54,9 @@ class VaeRoundTrip(ChunkMethod):
         super().__init__(device, preset=preset if backbone is None else backbone.name, weights=weights, once=bool(once))
         self.once = bool(once)
         self._holder = BackboneHolder(preset, weights, self.device, backbone, codec_only=True)
+
+    def describe(self) -> dict[str, Any]:
+        return self._holder.describe(super().describe())
 
     @property
     def codec(self) -> LatentCodec:

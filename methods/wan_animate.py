@@ -53,6 +53,9 @@ class WanAnimate(ChunkMethod):
         self.shift = float(shift)
         self._holder = BackboneHolder(preset, weights, self.device, backbone, prompt)
 
+    def describe(self) -> dict[str, Any]:
+        return self._holder.describe(super().describe())
+
     @property
     def backbone(self) -> WanBackbone:
         return self._holder.backbone

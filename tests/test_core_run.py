@@ -92,7 +92,8 @@ def test_one_failing_clip_does_not_stop_the_others(tmp_path, tiny_split_dir, cap
     assert not results.comparable
     psnr = [m for m in results.metrics if m.metric == "psnr"][0]
     assert psnr.num_clips == 1 and psnr.value is not None
-    assert "FAILED" in capsys.readouterr().out + capsys.readouterr().err or True
+    captured = capsys.readouterr()
+    assert "FAILED tiny01" in captured.out + captured.err
     assert not (out / "videos" / "tiny01.mkv").exists()
 
 

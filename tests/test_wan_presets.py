@@ -113,3 +113,18 @@ def test_14b_preset_code_path_on_a_tiny_local_copy(tmp_path):
     assert _velocity(backbone).shape == (1, 4, 3, 8, 8)
     other = load_backbone("wan2.2-animate-14b", weights=folder, prompt="dance")
     assert not torch.equal(other.text_embeds, backbone.text_embeds)
+
+
+def test_results_name_the_weights_a_method_ran(tmp_path):
+    from methods.vae_roundtrip import VaeRoundTrip
+    from methods.wan_animate import WanAnimate
+
+    save_backbone(tiny_random_backbone(seed=4), tmp_path / "weights")
+    first = WanAnimate(weights=tmp_path / "weights").describe()["weights_sha256"]
+    assert first == WanAnimate(weights=tmp_path / "weights").describe()["weights_sha256"]
+    vae_only = VaeRoundTrip(weights=tmp_path / "weights").describe()["weights_sha256"]
+    assert vae_only != first
+
+    save_backbone(tiny_random_backbone(seed=5), tmp_path / "weights")
+    assert WanAnimate(weights=tmp_path / "weights").describe()["weights_sha256"] != first
+    assert WanAnimate(backbone=tiny_random_backbone()).describe()["weights_sha256"] is None

@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("diffusers")
 
 from methods.wan.checkpoint import load_checkpoint, save_checkpoint, step_generator
-from methods.wan.data import ClipArrays, psnr
+from methods.wan.data import ClipArrays, psnr, ssim
 from methods.wan.presets import TINY_VAE_CONFIG, build_vae, tiny_random_backbone
 from methods.wan.train_base import ExponentialAverage, WindowBank, build_bank, flow_matching_step, training_batch
 from methods.wan.train_vae import decode_unclamped, learning_rate, reconstruction_loss, sample_batch
@@ -57,6 +57,18 @@ def test_psnr_of_identical_videos_is_capped_and_of_offset_videos_exact():
     assert psnr(video, video) == 100.0
     zero, one_step = torch.full((1, 3, 1, 2, 2), -1.0), torch.full((1, 3, 1, 2, 2), -1 + 2 / 255)
     assert psnr(zero, one_step) == pytest.approx(20 * torch.log10(torch.tensor(255.0)).item(), abs=1e-4)
+
+
+def test_ssim_is_the_benchmark_ssim_of_the_written_frames():
+    from benchmark.metrics.frame import ssim_per_frame
+
+    generator = torch.Generator().manual_seed(1)
+    video = torch.rand(1, 3, 3, 16, 16, generator=generator) * 2 - 1
+    noisy = (video + 0.1 * torch.randn(video.shape, generator=generator)).clamp(-1, 1)
+    assert ssim(video, video) == pytest.approx(1.0, abs=1e-9)
+    as_written = lambda v: ((v.clamp(-1, 1) + 1) * 127.5).round()[0].transpose(0, 1) / 255  # noqa: E731
+    assert ssim(noisy, video) == pytest.approx(float(ssim_per_frame(as_written(noisy), as_written(video)).mean()), abs=1e-12)
+    assert ssim(noisy, video) < 0.99
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +129,25 @@ def test_bank_round_trips_through_safetensors(bank_and_backbone, tmp_path):
     save_file({k: v.contiguous() for k, v in bank.tensors().items()}, str(tmp_path / "bank.safetensors"))
     loaded = WindowBank.from_tensors(load_file(str(tmp_path / "bank.safetensors")))
     assert torch.equal(loaded.guide[5], bank.guide[5]) and torch.equal(loaded.references, bank.references)
+
+
+def test_reference_slot_can_be_left_out_of_the_loss(bank_and_backbone):
+    bank, backbone = bank_and_backbone
+    batch = training_batch(bank, 2, 3, step_generator(0, 7), (0.3, 0.5, 0.2))
+    with torch.no_grad():
+        every_slot = flow_matching_step(backbone, batch, step_generator(0, 7), 3.0)
+        again = flow_matching_step(backbone, batch, step_generator(0, 7), 3.0)
+        generated_only = flow_matching_step(backbone, batch, step_generator(0, 7), 3.0, reference_slot=False)
+    assert torch.equal(every_slot, again)
+    assert not torch.equal(every_slot, generated_only)
+
+
+def test_model_card_command_spells_out_every_weight_changing_option():
+    from methods.wan.train_base import COMMAND_OPTIONS, build_parser, training_command
+
+    args = build_parser().parse_args(["--steps", "9000", "--reference-slot-loss-from", "4500"])
+    command = training_command(args)
+    assert command.startswith("python -m methods.wan.train_base ") and command.endswith(" --export")
+    assert "--steps 9000" in command and "--reference-slot-loss-from 4500" in command
+    assert all(f"--{name.replace('_', '-')} " in command for name in COMMAND_OPTIONS)
+    assert build_parser().parse_args(command.split()[3:-1]) == args

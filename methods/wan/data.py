@@ -61,8 +61,21 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
     """PSNR in dB of float videos ``(B, 3, T, H, W)`` in [-1, 1] after uint8 quantisation (MAX 255),
     the mean over frames of the per-frame PSNR (capped at 100 dB)."""
 
-    def quantise(video: torch.Tensor) -> torch.Tensor:
-        return ((video.float().clamp(-1, 1) + 1) * 127.5).round()
-
     error = (quantise(reconstruction) - quantise(target)).pow(2).transpose(1, 2).flatten(2).mean(dim=2)
     return float((10 * torch.log10(255.0**2 / error.clamp_min(1e-10))).clamp(max=100).mean())
+
+
+def quantise(video: torch.Tensor) -> torch.Tensor:
+    """Float video in [-1, 1] -> the uint8 levels (as floats) its frames would be written with."""
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).round()
+
+
+def ssim(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
+    """SSIM of float videos ``(B, 3, T, H, W)`` in [-1, 1] after uint8 quantisation, the mean over frames,
+    with the benchmark's SSIM (:func:`benchmark.metrics.frame.ssim_per_frame`)."""
+    from benchmark.metrics.frame import ssim_per_frame
+
+    def frames(video: torch.Tensor) -> torch.Tensor:
+        return (quantise(video) / 255.0).transpose(1, 2).flatten(0, 1)
+
+    return float(ssim_per_frame(frames(reconstruction), frames(target)).mean())

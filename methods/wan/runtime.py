@@ -3,7 +3,9 @@ lengths to the causal VAE."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,6 +31,8 @@ class BackboneHolder:
         codec_only: bool = False,
     ):
         self.preset, self.weights, self.device, self.prompt = preset, weights, device, prompt
+        self.parts = ("vae",) if codec_only else ("vae", "transformer")
+        self.injected = backbone is not None
         self._backbone = backbone
         if backbone is None:
             if preset not in PRESETS:
@@ -37,7 +41,7 @@ class BackboneHolder:
                 raise ValueError(f"preset {preset!r} is for tests only: pass backbone=tiny_random_backbone() instead")
             source = str(weights) if weights is not None else PRESETS[preset].source
             if preset == "synthetic" or weights is not None:
-                check_weights_folder(source, preset, parts=("vae",) if codec_only else ("vae", "transformer"))
+                check_weights_folder(source, preset, parts=self.parts)
 
         self._codec: LatentCodec | None = backbone.codec if backbone is not None else None
 
@@ -47,6 +51,26 @@ class BackboneHolder:
             self._backbone = load_backbone(self.preset, self.weights, self.device, self.prompt)
             self._codec = self._backbone.codec
         return self._backbone
+
+    def weights_digest(self) -> str | None:
+        """SHA-256 (first 16 hex digits) over the config and weight files the method loads from a local
+        folder; None for an injected backbone or a hub id."""
+        if self.injected:
+            return None
+        source = Path(str(self.weights) if self.weights is not None else PRESETS[self.preset].source)
+        if not source.is_dir():
+            return None
+        digest = hashlib.sha256()
+        for part in self.parts:
+            for path in sorted((source / part).glob("*")):
+                if path.suffix in (".json", ".safetensors") and path.name != "training_history.json":
+                    digest.update(f"{part}/{path.name}\n".encode())
+                    digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
+
+    def describe(self, described: dict[str, Any]) -> dict[str, Any]:
+        """A method's description with the fingerprint of the weights it runs."""
+        return {**described, "weights_sha256": self.weights_digest()}
 
     @property
     def codec(self) -> LatentCodec:

@@ -3,7 +3,7 @@
 Wan-Animate's single-chunk objective: the reference latent in slot 0, the temporal guidance of the
 chunk in the conditioning channels (the first ``r`` frames of the chunk re-encoded with zero frames
 after them, mask 1 on them, as at inference; or the blank guidance of a first chunk), the pose latent
-and the face crops; flow matching (paper Eq. 4-5) on the generated slots.
+and the face crops; flow matching (paper Eq. 4-5) on every slot, the reference slot included.
 
 The VAE is frozen, so every training window is encoded once into a bank of latents cached in the run
 folder. Windows are 77 frames; a step trains on a prefix of ``L`` latent slots of a window, which is
@@ -32,7 +32,7 @@ from . import flow
 from .backbone import WanBackbone
 from .checkpoint import load_checkpoint, save_checkpoint, step_generator
 from .conditioning import guided_frames_mask, video_frames, with_reference_slot
-from .data import ClipArrays, load_clips, psnr, to_video
+from .data import ClipArrays, load_clips, psnr, ssim, to_video
 from .presets import BACKBONE_FILE, BACKBONE_FORMAT, SYNTHETIC_TRANSFORMER_CONFIG, build_transformer, load_vae
 from .train_vae import DEFAULT_ROOT, log_line
 
@@ -123,9 +123,12 @@ def training_batch(bank: WindowBank, batch: int, length: int, generator: torch.G
     }
 
 
-def flow_matching_step(backbone: WanBackbone, batch: dict[str, torch.Tensor], generator: torch.Generator, shift: float) -> torch.Tensor:
-    """Paper Eq. (4)-(5) on one batch. Slot 0 is noised from the reference latent like the others
-    (the sampler starts it from noise too) but only the generated slots are in the loss."""
+def flow_matching_step(backbone: WanBackbone, batch: dict[str, torch.Tensor], generator: torch.Generator, shift: float, reference_slot: bool = True) -> torch.Tensor:
+    """Paper Eq. (4)-(5) on one batch, over all ``T + 1`` slots. Slot 0 is the noised reference: the
+    sampler starts it from noise and steps it with the model's own prediction, as diffusers' pipeline
+    does, so its velocity is trained too; otherwise it drifts off the noised reference the other slots
+    attend to. Only the generated slots are decoded. ``reference_slot=False`` leaves slot 0 out of the
+    loss (the shipped weights' first 4,500 steps; see ``--reference-slot-loss-from``)."""
     clean, reference = batch["clean"], batch["reference"]
     size = clean.shape[0]
     full_clean = torch.cat([reference, clean], dim=2)
@@ -134,7 +137,8 @@ def flow_matching_step(backbone: WanBackbone, batch: dict[str, torch.Tensor], ge
     noisy = flow.flow_interpolant(full_clean, noise, sigma)
     conditioning, mask = with_reference_slot(reference, batch["slots"], batch["mask"])
     predicted = backbone.velocity(noisy, sigma, conditioning, mask, batch["pose"], batch["face"])
-    return flow.flow_matching_loss(predicted[:, :, 1:], flow.flow_velocity_target(clean, noise[:, :, 1:]))
+    first = 0 if reference_slot else 1
+    return flow.flow_matching_loss(predicted[:, :, first:], flow.flow_velocity_target(full_clean, noise)[:, :, first:])
 
 
 @torch.no_grad()
@@ -143,7 +147,7 @@ def evaluate(backbone: WanBackbone, clips: list[ClipArrays], steps: int, seed: i
     method does, against the ground truth; with reference-copy and VAE-reconstruction PSNR of the
     same frames for scale."""
     backbone.transformer.eval()
-    generated, reference_copy, reconstruction = [], [], []
+    generated, reference_copy, reconstruction, generated_ssim, reference_copy_ssim = [], [], [], [], []
     num_latents = 1 + (WINDOW_FRAMES - 1) // 4
     for clip_number, clip in enumerate(clips):
         reference = clip.video[:1]
@@ -155,12 +159,22 @@ def evaluate(backbone: WanBackbone, clips: list[ClipArrays], steps: int, seed: i
             slots, mask = backbone.temporal_guidance(guide, num_latents, truth.shape[3], truth.shape[4])
             conditioning = backbone.chunk_conditioning(reference_latent, slots, mask, clip.pose[window], clip.face[window])
             latent = backbone.sample(conditioning, torch.Generator().manual_seed(seed * 1000 + clip_number), steps=steps)
-            generated.append(psnr(backbone.decode_video(latent), truth))
-            reference_copy.append(psnr(to_video(reference).unsqueeze(0).expand_as(truth), truth))
+            decoded, copied = backbone.decode_video(latent), to_video(reference).unsqueeze(0).expand_as(truth)
+            generated.append(psnr(decoded, truth))
+            reference_copy.append(psnr(copied, truth))
+            generated_ssim.append(ssim(decoded, truth))
+            reference_copy_ssim.append(ssim(copied, truth))
             reconstruction.append(psnr(backbone.decode_video(backbone.encode(truth)), truth))
     backbone.transformer.train()
     mean = lambda values: sum(values) / len(values)  # noqa: E731
-    return {"psnr": mean(generated), "reference_copy_psnr": mean(reference_copy), "vae_psnr": mean(reconstruction), "chunks": len(generated)}
+    return {
+        "psnr": mean(generated),
+        "reference_copy_psnr": mean(reference_copy),
+        "vae_psnr": mean(reconstruction),
+        "ssim": mean(generated_ssim),
+        "reference_copy_ssim": mean(reference_copy_ssim),
+        "chunks": len(generated),
+    }
 
 
 class ExponentialAverage:
@@ -189,6 +203,25 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
+#: Training options that change the weights, in the order the model card's command lists them.
+COMMAND_OPTIONS = ("steps", "batch", "lr", "warmup", "train_shift", "ema", "lengths", "guide_probs", "stride", "seed", "reference_slot_loss_from")
+
+
+def training_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces a run: every weight-changing option, spelled out."""
+    options = " ".join(f"--{name.replace('_', '-')} {getattr(args, name)}" for name in COMMAND_OPTIONS)
+    return f"python -m methods.wan.train_base {options} --export"
+
+
+def last_logged_loss(log_path: Path) -> float | None:
+    """The last training-loss line of a run's ``train.log``."""
+    if not log_path.exists():
+        return None
+    records = (json.loads(line) for line in log_path.read_text().splitlines() if line.strip())
+    losses = [record["loss"] for record in records if "loss" in record]
+    return losses[-1] if losses else None
+
+
 def export(backbone: WanBackbone, vae_folder: Path, target: Path, history: list[dict], args: argparse.Namespace, step: int) -> Path:
     """Write a complete weights folder: ``vae/`` (copied), ``transformer/`` (EMA weights), ``backbone.json``."""
     target.mkdir(parents=True, exist_ok=True)
@@ -200,15 +233,22 @@ def export(backbone: WanBackbone, vae_folder: Path, target: Path, history: list[
     (target / BACKBONE_FILE).write_text(json.dumps(description, indent=1, sort_keys=True) + "\n")
     last = history[-1] if history else {}
     params = sum(p.numel() for p in backbone.transformer.parameters())
+    loss = last_logged_loss(args.run_dir / "train.log")
+    final_loss = "not logged" if loss is None else f"{loss:.4f} (flow-matching MSE)"
     card = f"""# Synthetic-preset Wan-Animate transformer
 
 - Class: `WanAnimateTransformer3DModel` ({params / 1e6:.2f}M parameters), config in `config.json` (image_dim None,
   a constant zero text embedding of {int(backbone.text_embeds.shape[1])} token).
-- Trained by `python -m methods.wan.train_base` for {step} steps on 77-frame windows of `{args.train_split}` (batch {args.batch} x 20/L chunks of L slots,
-  AdamW lr {args.lr}, flow matching with time shift {args.train_shift}, chunk prefixes of {args.lengths} latent slots,
-  guidance blank/1/5 frames with probabilities {args.guide_probs}, seed {args.seed}); weights are the EMA ({args.ema}).
+- Command: `{training_command(args)}` (after `python -m methods.wan.train_vae --export`, which writes the
+  VAE this run reads). Deterministic per (seed, step) and resumable: rerunning the command continues the run.
+- {step} steps, {last.get('minutes', float('nan')):.0f} minutes of wall time on a 2-core CPU up to the last evaluation:
+  77-frame windows of `{args.train_split}`, batch {args.batch} x 20/L chunks of L slots, AdamW lr {args.lr},
+  flow matching with time shift {args.train_shift}, chunk prefixes of {args.lengths} latent slots, guidance
+  blank/1/5 frames with probabilities {args.guide_probs}; the weights are the EMA ({args.ema}).
+- Final training loss (mean of the last 25 steps): {final_loss}.
 - Held-out single-chunk PSNR on `{args.eval_split}` (chunks {list(EVAL_CHUNKS)} (start, guided frames) of every clip, 20 steps):
   {last.get('psnr', float('nan')):.2f} dB; reference-copy {last.get('reference_copy_psnr', float('nan')):.2f} dB; VAE reconstruction {last.get('vae_psnr', float('nan')):.2f} dB.
+  SSIM {last.get('ssim', float('nan')):.4f}; reference-copy {last.get('reference_copy_ssim', float('nan')):.4f}.
 - For the synthetic split only (64x96, 25 fps). Not a model of real video.
 """
     (target / "transformer" / "MODEL_CARD.md").write_text(card)
@@ -216,7 +256,7 @@ def export(backbone: WanBackbone, vae_folder: Path, target: Path, history: list[
     return target
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vae", type=Path, default=DEFAULT_ROOT / "vae-small" / "export", help="folder holding vae/ (train_vae --export)")
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_ROOT / "base")
@@ -234,13 +274,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--eval-steps", type=int, default=20)
     parser.add_argument("--save-every", type=int, default=250)
+    parser.add_argument("--reference-slot-loss-from", type=int, default=0, metavar="STEP",
+                        help="leave the reference slot out of the loss before this step (the shipped weights used 4500)")
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--export", nargs="?", type=Path, const=Path(__file__).resolve().parent / "weights" / "synthetic", default=None,
                         help="write the weights folder (default: the package's weights/synthetic)")
     parser.add_argument("--export-every", type=int, default=0, help="also export after every N steps (0: only at the end)")
-    parser.add_argument("--export-only", action="store_true")
+    parser.add_argument("--export-only", action="store_true", help="export the EMA weights of --run-dir (evaluating them first if needed) and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     lengths = [(int(a), float(b)) for a, b in (item.split(":") for item in args.lengths.split(","))]
@@ -261,12 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     ema = ExponentialAverage(model, args.ema)
     info = load_checkpoint(run_dir / "checkpoint", model, optimizer, extra={"ema": ema.shadow}) or {}
     step, history = int(info.get("step", 0)), list(info.get("history", []))
+    minutes_before = float(info.get("minutes", 0.0))  # wall time of earlier invocations of this run
     if info and info.get("vae") != file_digest(vae_weights):
         parser.error(f"{run_dir} was trained with another VAE; use a new --run-dir")
 
     eval_clips = load_clips(args.eval_split, cache_dir=DEFAULT_ROOT / "data", frames=(0, max(s for s, _ in EVAL_CHUNKS) + WINDOW_FRAMES))
     if args.export_only:
         ema.swap(model)
+        if not history or history[-1].get("step") != step or "ssim" not in history[-1]:
+            # The card reports the exported weights: evaluate them when the last evaluation is older.
+            record = {"step": step, **evaluate(backbone, eval_clips, args.eval_steps, args.seed), "minutes": minutes_before}
+            history = [h for h in history if h.get("step") != step] + [record]
         print(f"exported {export(backbone, args.vae, args.export or run_dir / 'export', history, args, step)}")
         return 0
 
@@ -278,11 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         save_file({k: v.contiguous() for k, v in bank.tensors().items()}, str(bank_path))
 
     def save() -> None:
-        save_checkpoint(run_dir / "checkpoint", model, optimizer, {"step": step, "history": history, "vae": file_digest(vae_weights), "args": {k: str(v) for k, v in vars(args).items()}}, extra={"ema": ema.shadow})
+        save_checkpoint(run_dir / "checkpoint", model, optimizer, {"step": step, "history": history, "vae": file_digest(vae_weights), "minutes": minutes(), "args": {k: str(v) for k, v in vars(args).items()}}, extra={"ema": ema.shadow})
 
     def run_eval() -> None:
         ema.swap(model)
-        record = {"step": step, **evaluate(backbone, eval_clips, args.eval_steps, args.seed), "minutes": (time.time() - began) / 60}
+        record = {"step": step, **evaluate(backbone, eval_clips, args.eval_steps, args.seed), "minutes": minutes()}
         ema.swap(model)
         history.append(record)
         log_line(log_path, {"eval": record})
@@ -291,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     from .train_vae import learning_rate
 
     began = time.time()
+
+    def minutes() -> float:
+        """Wall time of the whole run so far, over all its invocations."""
+        return minutes_before + (time.time() - began) / 60
+
     bar = tqdm(total=args.steps, initial=step, desc="base", dynamic_ncols=True)
     losses: list[float] = []
     tick = time.time()
@@ -302,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         length = lengths[int(torch.multinomial(length_values, 1, generator=generator))][0]
         # Shorter chunks get proportionally more samples so every step sees a similar number of tokens.
         batch = training_batch(bank, max(1, args.batch * 20 // length), length, generator, guide_probs)
-        loss = flow_matching_step(backbone, batch, generator, args.train_shift)
+        loss = flow_matching_step(backbone, batch, generator, args.train_shift, reference_slot=step >= args.reference_slot_loss_from)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -314,10 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         if step % 25 == 0:
             rate = 25 / (time.time() - tick)
             tick = time.time()
-            log_line(log_path, {"step": step, "loss": sum(losses) / len(losses), "lr": optimizer.param_groups[0]["lr"], "steps_per_s": rate, "minutes": (time.time() - began) / 60})
+            log_line(log_path, {"step": step, "loss": sum(losses) / len(losses), "lr": optimizer.param_groups[0]["lr"], "steps_per_s": rate, "minutes": minutes()})
             bar.set_postfix(loss=f"{sum(losses) / len(losses):.4f}")
             losses = []
-        out_of_time = args.max_minutes is not None and (time.time() - began) / 60 >= args.max_minutes
+        out_of_time = args.max_minutes is not None and (time.time() - began) / 60 >= args.max_minutes  # this invocation
         if step % args.eval_every == 0 or step == args.steps or out_of_time:
             run_eval()
         if step % args.save_every == 0 or step == args.steps or out_of_time:

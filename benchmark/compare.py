@@ -1,0 +1,164 @@
+"""Compare finished runs: ``python -m benchmark.compare RUN_DIR [RUN_DIR ...]``.
+
+Reads each run's ``results.json``, refuses runs that are not comparable (a ``--limit`` run, failed clips,
+another protocol or another split), and prints one table with a row per method and horizon, as text or
+Markdown. ``--plot FILE`` overlays the methods' drift curves (1-second windows, mean over clips with a
+standard-error band), one panel per metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .results import CSV_METRIC_COLUMNS, RunResults
+
+DEFAULT_METRICS = ("psnr", "ssim", "lpips", "fid", "vmae", "f_psnr", "seam")
+
+
+class IncomparableRuns(ValueError):
+    pass
+
+
+def load_run(path: str | Path) -> RunResults:
+    """A run folder or a ``results.json`` file."""
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    if not file.exists():
+        raise FileNotFoundError(f"{file}: no results.json (did the run finish its evaluation?)")
+    try:
+        return RunResults.load(file)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{file}: not a results file this code reads: {exc}") from exc
+
+
+def protocol_differences(a: RunResults, b: RunResults) -> list[str]:
+    """Protocol fields that differ; the requested horizons may (each horizon's numbers do not depend on
+    which others a run asked for)."""
+    keys = sorted((set(a.protocol) | set(b.protocol)) - {"horizons_s"})
+    return [k for k in keys if a.protocol.get(k) != b.protocol.get(k)]
+
+
+def check_comparable(runs: dict[str, RunResults], allow_partial: bool = False) -> None:
+    """Every run full and failure-free, on one protocol and one split (name, version and content hash)."""
+    first_name, first = next(iter(runs.items()))
+    for name, run in runs.items():
+        if not allow_partial and not run.comparable:
+            why = f"--limit {run.limit}" if run.limit is not None else f"{len(run.clips_failed)} failed clips"
+            raise IncomparableRuns(f"{name}: not comparable ({why}); rerun it in full or pass --allow-partial")
+        fields = protocol_differences(first, run)
+        if fields:
+            raise IncomparableRuns(f"{name}: protocol differs from {first_name}'s in {', '.join(fields)}")
+        if (run.split["name"], run.split["content_hash"]) != (first.split["name"], first.split["content_hash"]):
+            raise IncomparableRuns(f"{name}: split {run.split['name']} ({run.split['content_hash']}) differs from {first_name}'s")
+
+
+def run_labels(runs: dict[str, RunResults]) -> dict[str, str]:
+    """The method name, with the arguments that tell apart runs of the same method."""
+    labels = {}
+    for key, run in runs.items():
+        same = [r for r in runs.values() if r.method["name"] == run.method["name"]]
+        arguments = run.method.get("arguments", {})
+        differing = sorted(k for k in arguments if any(r.method.get("arguments", {}).get(k) != arguments[k] for r in same))
+        suffix = ", ".join(f"{k}={arguments[k]}" for k in differing)
+        labels[key] = run.method["name"] + (f" ({suffix})" if suffix else "")
+    return labels
+
+
+def _cell(run: RunResults, metric: str, horizon: float) -> str:
+    try:
+        value = run.value(metric, horizon)
+    except KeyError:
+        return "-"
+    if value is None:
+        return "n/a"
+    stderr = next(m.stderr for m in run.metrics if m.metric == metric and abs(m.horizon_s - horizon) < 1e-9)
+    digits = 4 if metric in ("ssim", "lpips", "vmae") else 2
+    return f"{value:.{digits}f}" + ("" if stderr is None else f" ± {stderr:.{digits}f}")
+
+
+def comparison_table(runs: dict[str, RunResults], metrics: tuple[str, ...] = DEFAULT_METRICS, markdown: bool = False) -> str:
+    """One row per (run, horizon); metrics that no run reports are left out."""
+    present = [m for m in metrics if any(r.metric == m and r.value is not None for run in runs.values() for r in run.metrics)]
+    labels = run_labels(runs)
+    header = ["method", "horizon", *present]
+    rows = [[labels[key], f"{h:g} s", *(_cell(run, m, h) for m in present)] for key, run in runs.items() for h in run.horizons]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *rows])
+
+
+def plot_comparison(path: str | Path, runs: dict[str, RunResults], metrics: tuple[str, ...] = DEFAULT_METRICS) -> None:
+    """Drift curves of every run, one panel per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = run_labels(runs)
+    names = [m for m in metrics if any(p["metric"] == m and p.get("value") is not None for run in runs.values() for p in run.drift)]
+    if not names:
+        raise ValueError("none of these runs has per-window values for the requested metrics")
+    cols = min(3, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.0 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, names):
+        for key, run in runs.items():
+            points = sorted((p for p in run.drift if p["metric"] == metric and p.get("value") is not None), key=lambda p: p["t_start_s"])
+            if not points:
+                continue
+            t = [p["t_start_s"] for p in points]
+            v = [p["value"] for p in points]
+            (line,) = ax.plot(t, v, lw=1.1, label=labels[key])
+            se = [p.get("stderr") for p in points]
+            if all(s is not None for s in se):
+                ax.fill_between(t, [a - b for a, b in zip(v, se)], [a + b for a, b in zip(v, se)], color=line.get_color(), alpha=0.18, lw=0)
+        ax.set_title(metric)
+        ax.set_xlabel("time (s)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    first = next(iter(runs.values()))
+    fig.suptitle(f"{first.split['name']}: drift per 1-s window, mean over {len(first.clips_evaluated)} clips", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.compare", description=__doc__.split("\n\n")[0].split(": ")[0] + ".",
+                                     epilog="Example: python -m benchmark.compare runs/wan-animate-synthetic runs/vae-roundtrip-synthetic --markdown --plot drift.png")
+    parser.add_argument("runs", nargs="+", help="run folders (or results.json files) written by benchmark.run / benchmark.evaluate")
+    parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated, from {', '.join(CSV_METRIC_COLUMNS)}")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--plot", type=Path, help="also write the overlaid drift curves to this PNG")
+    parser.add_argument("--allow-partial", action="store_true", help="accept --limit runs and runs with failed clips (marked as such nowhere else: use for debugging only)")
+    args = parser.parse_args(argv)
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    unknown = [m for m in metrics if m not in CSV_METRIC_COLUMNS]
+    if unknown:
+        parser.error(f"unknown metrics {', '.join(unknown)}; known: {', '.join(CSV_METRIC_COLUMNS)}")
+    try:
+        runs = {str(path): load_run(path) for path in args.runs}
+        check_comparable(runs, args.allow_partial)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(comparison_table(runs, metrics, args.markdown))
+    if args.plot:
+        plot_comparison(args.plot, runs, metrics)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
