@@ -34,10 +34,14 @@ def load_run(path: str | Path) -> RunResults:
         raise ValueError(f"{file}: not a results file this code reads: {exc}") from exc
 
 
+# Fields runs may differ in: each horizon's numbers do not depend on which others a run asked for, and
+# the carry-over is the method's own choice (its stride), set by its arguments and shown in its label.
+PER_RUN_FIELDS = frozenset({"horizons_s", "carry_over"})
+
+
 def protocol_differences(a: RunResults, b: RunResults) -> list[str]:
-    """Protocol fields that differ; the requested horizons may (each horizon's numbers do not depend on
-    which others a run asked for)."""
-    keys = sorted((set(a.protocol) | set(b.protocol)) - {"horizons_s"})
+    """Shared protocol fields that differ."""
+    keys = sorted((set(a.protocol) | set(b.protocol)) - PER_RUN_FIELDS)
     return [k for k in keys if a.protocol.get(k) != b.protocol.get(k)]
 
 

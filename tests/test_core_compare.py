@@ -56,6 +56,15 @@ def test_runs_on_another_protocol_or_split_are_refused(runs, tmp_path, capsys):
     assert "protocol differs" in error and "sampling_steps" in error
 
 
+def test_a_methods_own_carry_over_does_not_make_runs_incomparable(runs, tmp_path, capsys):
+    variant = tmp_path / "variant"
+    shutil.copytree(runs / "reference-copy", variant)
+    data = json.loads((variant / "results.json").read_text())
+    data["protocol"]["carry_over"] = {**data["protocol"]["carry_over"], "reference-copy": 5}
+    (variant / "results.json").write_text(json.dumps(data))
+    assert compare.main([str(runs / "reference-copy"), str(variant)]) == 0
+
+
 def test_missing_results_name_the_file(tmp_path, capsys):
     assert compare.main([str(tmp_path)]) == 2
     assert str(tmp_path / "results.json") in capsys.readouterr().err
