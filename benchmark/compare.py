@@ -9,17 +9,22 @@ standard-error band), one panel per metric.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from .results import CSV_METRIC_COLUMNS, RunResults
+from .results import CSV_METRIC_COLUMNS, RunResults, plot_drift_curves
 
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "fid", "vmae", "f_psnr", "seam")
 
 
 class IncomparableRuns(ValueError):
     pass
+
+
+def run_folder(path: str | Path) -> Path:
+    """The run folder of a run folder or of its ``results.json``."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent
 
 
 def load_run(path: str | Path) -> RunResults:
@@ -73,14 +78,13 @@ def run_labels(runs: dict[str, RunResults]) -> dict[str, str]:
 
 def _cell(run: RunResults, metric: str, horizon: float) -> str:
     try:
-        value = run.value(metric, horizon)
+        record = run.record(metric, horizon)
     except KeyError:
         return "-"
-    if value is None:
+    if record.value is None:
         return "n/a"
-    stderr = next(m.stderr for m in run.metrics if m.metric == metric and abs(m.horizon_s - horizon) < 1e-9)
     digits = 4 if metric in ("ssim", "lpips", "vmae") else 2
-    return f"{value:.{digits}f}" + ("" if stderr is None else f" ± {stderr:.{digits}f}")
+    return f"{record.value:.{digits}f}" + ("" if record.stderr is None else f" ± {record.stderr:.{digits}f}")
 
 
 def comparison_table(runs: dict[str, RunResults], metrics: tuple[str, ...] = DEFAULT_METRICS, markdown: bool = False) -> str:
@@ -98,44 +102,13 @@ def comparison_table(runs: dict[str, RunResults], metrics: tuple[str, ...] = DEF
 
 def plot_comparison(path: str | Path, runs: dict[str, RunResults], metrics: tuple[str, ...] = DEFAULT_METRICS) -> None:
     """Drift curves of every run, one panel per metric."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = run_labels(runs)
     names = [m for m in metrics if any(p["metric"] == m and p.get("value") is not None for run in runs.values() for p in run.drift)]
     if not names:
         raise ValueError("none of these runs has per-window values for the requested metrics")
-    cols = min(3, len(names))
-    rows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.0 * rows), squeeze=False)
-    for ax, metric in zip(axes.flat, names):
-        for key, run in runs.items():
-            points = sorted((p for p in run.drift if p["metric"] == metric and p.get("value") is not None), key=lambda p: p["t_start_s"])
-            if not points:
-                continue
-            t = [p["t_start_s"] for p in points]
-            v = [p["value"] for p in points]
-            (line,) = ax.plot(t, v, lw=1.1, label=labels[key])
-            se = [p.get("stderr") for p in points]
-            if all(s is not None for s in se):
-                ax.fill_between(t, [a - b for a, b in zip(v, se)], [a + b for a, b in zip(v, se)], color=line.get_color(), alpha=0.18, lw=0)
-        ax.set_title(metric)
-        ax.set_xlabel("time (s)")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    labels = run_labels(runs)
     first = next(iter(runs.values()))
-    fig.suptitle(f"{first.split['name']}: drift per 1-s window, mean over {len(first.clips_evaluated)} clips", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    title = f"{first.split['name']}: drift per 1-s window, mean over {len(first.clips_evaluated)} clips"
+    plot_drift_curves(path, {labels[key]: run for key, run in runs.items()}, names, title)
 
 
 def main(argv: list[str] | None = None) -> int:

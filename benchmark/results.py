@@ -103,11 +103,14 @@ class RunResults:
     def load(cls, path: str | Path) -> "RunResults":
         return cls.from_dict(json.loads(Path(path).read_text()))
 
-    def value(self, metric: str, horizon_s: float) -> float | None:
+    def record(self, metric: str, horizon_s: float) -> MetricResult:
         for m in self.metrics:
             if m.metric == metric and abs(m.horizon_s - horizon_s) < 1e-9:
-                return m.value
+                return m
         raise KeyError(f"no {metric} at {horizon_s:g} s in these results")
+
+    def value(self, metric: str, horizon_s: float) -> float | None:
+        return self.record(metric, horizon_s).value
 
     @property
     def horizons(self) -> list[float]:
@@ -202,15 +205,17 @@ def format_table(results: RunResults) -> str:
     for horizon in results.horizons:
         row = [f"{horizon:g} s"]
         for name in metrics:
-            match = [r for r in results.metrics if r.metric == name and abs(r.horizon_s - horizon) < 1e-9]
-            if not match:
+            try:
+                record = results.record(name, horizon)
+            except KeyError:
                 row.append("-")
-            elif match[0].value is None:
+                continue
+            if record.value is None:
                 row.append("n/a")
-                notes[name] = match[0].unavailable_reason or "unavailable"
+                notes[name] = record.unavailable_reason or "unavailable"
             else:
-                arrow = "" if match[0].stderr is None else f"±{match[0].stderr:.3g}"
-                row.append(f"{match[0].value:.4g}{arrow}")
+                arrow = "" if record.stderr is None else f"±{record.stderr:.3g}"
+                row.append(f"{record.value:.4g}{arrow}")
         lines.append(row)
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in lines)
@@ -226,37 +231,44 @@ def format_table(results: RunResults) -> str:
 
 def plot_drift(path: str | Path, results: RunResults) -> None:
     """Each metric over time (1-second windows), mean over clips with a standard-error band."""
+    names = sorted({p["metric"] for p in results.drift if p.get("value") is not None})
+    if names:
+        plot_drift_curves(path, {None: results}, names, f"{results.method['name']} on {results.split['name']}: drift per 1-s window")
+
+
+def plot_drift_curves(path: str | Path, runs: dict[str | None, RunResults], metrics: list[str], title: str) -> None:
+    """One panel per metric, one curve per run (mean over clips per 1-second window, with a
+    standard-error band); curves are labelled by their keys unless the only key is None."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_metric: dict[str, list[dict]] = {}
-    for point in results.drift:
-        if point.get("value") is not None:
-            by_metric.setdefault(point["metric"], []).append(point)
-    if not by_metric:
-        return
-    names = sorted(by_metric)
-    cols = min(3, len(names))
-    rows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
-        points = sorted(by_metric[name], key=lambda p: p["t_start_s"])
-        t = [p["t_start_s"] for p in points]
-        v = [p["value"] for p in points]
-        ax.plot(t, v, lw=1.2)
-        se = [p.get("stderr") for p in points]
-        if all(s is not None for s in se):
-            ax.fill_between(t, [a - b for a, b in zip(v, se)], [a + b for a, b in zip(v, se)], alpha=0.25, lw=0)
-        ax.set_title(name)
+    cols = min(3, len(metrics))
+    rows = (len(metrics) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.0 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for label, run in runs.items():
+            points = sorted((p for p in run.drift if p["metric"] == metric and p.get("value") is not None), key=lambda p: p["t_start_s"])
+            if not points:
+                continue
+            t = [p["t_start_s"] for p in points]
+            v = [p["value"] for p in points]
+            (line,) = ax.plot(t, v, lw=1.1, label=label)
+            se = [p.get("stderr") for p in points]
+            if all(s is not None for s in se):
+                ax.fill_between(t, [a - b for a, b in zip(v, se)], [a + b for a, b in zip(v, se)], color=line.get_color(), alpha=0.2, lw=0)
+        ax.set_title(metric)
         ax.set_xlabel("time (s)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    fig.suptitle(f"{results.method['name']} on {results.split['name']}: drift per 1-s window", fontsize=10)
+    if list(runs) != [None]:
+        axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_chunk": round(sum(chunk_seconds) / len(chunk_seconds), 4) if chunk_seconds else None,
             "peak_rss_mb": round(_peak_rss_mb(), 1),
         }
-        results = build_results(harness, clips, failed, split, protocol, method.describe(), args.limit, args.device, timing)
+        results = build_results(harness, clips, failed, split, protocol, described, args.limit, args.device, timing)
         publish(out, results, clips)
     return 1 if failed else 0
 

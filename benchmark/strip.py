@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .compare import load_run, run_labels
+from .compare import load_run, run_folder, run_labels
 from .errors import BenchmarkError
 from .split import resolve_split
 from .video import read_frames
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [("ground truth", [frame_at(split.path(clip, "video"), i, clip_id) for i in indices])]
         labels = run_labels(runs)
         for key, run in runs.items():
-            video = Path(key if Path(key).is_dir() else Path(key).parent) / "videos" / f"{clip_id}.mkv"
+            video = run_folder(key) / "videos" / f"{clip_id}.mkv"
             if not video.exists():
                 raise FileNotFoundError(f"{video}: the run's video of clip {clip_id} is missing")
             rows.append((labels[key], [frame_at(video, i, clip_id) for i in indices]))

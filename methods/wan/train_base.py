@@ -329,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
         bank = build_bank(backbone, load_clips(args.train_split, cache_dir=DEFAULT_ROOT / "data"), args.stride, 4, args.seed)
         save_file({k: v.contiguous() for k, v in bank.tensors().items()}, str(bank_path))
 
+    began = time.time()
+
+    def minutes() -> float:
+        """Wall time of the whole run so far, over all its invocations."""
+        return minutes_before + (time.time() - began) / 60
+
     def save() -> None:
         save_checkpoint(run_dir / "checkpoint", model, optimizer, {"step": step, "history": history, "vae": file_digest(vae_weights), "minutes": minutes(), "args": {k: str(v) for k, v in vars(args).items()}}, extra={"ema": ema.shadow})
 
@@ -341,12 +347,6 @@ def main(argv: list[str] | None = None) -> int:
         bar.write(f"step {step}: single-chunk PSNR {record['psnr']:.2f} dB (reference-copy {record['reference_copy_psnr']:.2f}, VAE {record['vae_psnr']:.2f})")
 
     from .train_vae import learning_rate
-
-    began = time.time()
-
-    def minutes() -> float:
-        """Wall time of the whole run so far, over all its invocations."""
-        return minutes_before + (time.time() - began) / 60
 
     bar = tqdm(total=args.steps, initial=step, desc="base", dynamic_ncols=True)
     losses: list[float] = []
