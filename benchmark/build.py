@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -33,13 +32,13 @@ import numpy as np
 from PIL import Image
 
 from .errors import BenchmarkError, ClipError
+from .files import CLIP_ID_RULE, is_safe_clip_id
 from .pose import crop_faces, face_boxes_from_keypoints, fill_missing_boxes, render_pose
 from .protocol import REAL_RESOLUTIONS
 from .split import BODY, MANIFEST_NAME, NUM_KEYPOINTS, Split, load_split, make_clip_record, write_manifest
 from .video import VideoWriter, iter_frames
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
-CLIP_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 TARGET_FPS = 25
 LANDSCAPE_SIZE: tuple[int, int] = REAL_RESOLUTIONS[0]
 DEFAULT_FACE_SIZE = 512
@@ -175,11 +174,11 @@ def find_videos(videos_dir: Path) -> list[Path]:
         raise BuildError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {videos_dir}")
     seen: dict[str, Path] = {}
     for path in videos:
-        if not CLIP_ID_PATTERN.match(path.stem):
-            raise ClipError(path.stem, path, "the file name (without suffix) is the clip id and may only use A-Z a-z 0-9 _ . - (not starting with '.')")
-        if path.stem in seen:
-            raise ClipError(path.stem, path, f"same clip id as {seen[path.stem].name}; rename one of them")
-        seen[path.stem] = path
+        if not is_safe_clip_id(path.stem):
+            raise ClipError(None, path, f"the file name without its suffix is the clip id, and {path.stem!r} is not a safe one ({CLIP_ID_RULE}); rename the file")
+        if path.stem.lower() in seen:
+            raise ClipError(path.stem, path, f"same clip id as {seen[path.stem.lower()].name} (ids must differ ignoring case); rename one of them")
+        seen[path.stem.lower()] = path
     return videos
 
 

@@ -59,19 +59,24 @@ def check_comparable(runs: dict[str, RunResults], allow_partial: bool = False) -
             raise IncomparableRuns(f"{name}: not comparable ({why}); rerun it in full or pass --allow-partial")
         fields = protocol_differences(first, run)
         if fields:
-            raise IncomparableRuns(f"{name}: protocol differs from {first_name}'s in {', '.join(fields)}")
+            detail = ", ".join(f"{k} ({run.protocol.get(k)!r} vs {first.protocol.get(k)!r})" for k in fields)
+            raise IncomparableRuns(f"{name}: protocol differs from {first_name}'s in {detail}")
         if (run.split["name"], run.split["content_hash"]) != (first.split["name"], first.split["content_hash"]):
             raise IncomparableRuns(f"{name}: split {run.split['name']} ({run.split['content_hash']}) differs from {first_name}'s")
 
 
 def run_labels(runs: dict[str, RunResults]) -> dict[str, str]:
-    """The method name, with the arguments that tell apart runs of the same method."""
+    """The method name, with the arguments that tell apart runs of the same method; runs whose
+    carry-over differs with no argument to say why are labelled with it."""
     labels = {}
     for key, run in runs.items():
         same = [r for r in runs.values() if r.method["name"] == run.method["name"]]
         arguments = run.method.get("arguments", {})
         differing = sorted(k for k in arguments if any(r.method.get("arguments", {}).get(k) != arguments[k] for r in same))
-        suffix = ", ".join(f"{k}={arguments[k]}" for k in differing)
+        parts = [f"{k}={arguments[k]}" for k in differing]
+        if not parts and any(r.protocol.get("carry_over") != run.protocol.get("carry_over") for r in same):
+            parts.append(f"carry_over={run.protocol.get('carry_over')}")
+        suffix = ", ".join(parts)
         labels[key] = run.method["name"] + (f" ({suffix})" if suffix else "")
     return labels
 

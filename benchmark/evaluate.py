@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from . import distributed
@@ -30,7 +31,7 @@ from .results import (
     write_results_json,
 )
 from .split import Split, resolve_split
-from .video import iter_frames, prefetch, probe
+from .video import VideoInfo, iter_frames, prefetch, probe
 
 VIDEO_EXTENSIONS = (".mkv", ".mp4", ".mov", ".webm", ".avi")
 
@@ -45,14 +46,56 @@ class Evaluation:
     seconds: float = 0.0
 
 
-def find_videos(directory: Path, split: Split) -> dict[str, Path | None]:
-    """Map every clip id of the split to its video in ``directory`` (None when missing)."""
-    found: dict[str, Path | None] = {}
-    for clip in split.clips:
-        candidates = [directory / f"{clip.id}{ext}" for ext in VIDEO_EXTENSIONS]
-        existing = [p for p in candidates if p.exists()]
-        found[clip.id] = existing[0] if existing else None
-    return found
+@dataclass
+class VideoSearch:
+    """What :func:`find_videos` found in a folder: per clip id its video, or the error that fails that
+    clip; and the names of the files that belong to no clip."""
+
+    folder: Path
+    videos: dict[str, Path | ClipError]
+    unknown: list[str] = field(default_factory=list)
+
+    def __getitem__(self, clip_id: str) -> Path | ClipError:
+        return self.videos[clip_id]
+
+
+def find_videos(directory: Path, split: Split) -> VideoSearch:
+    """Match the files of ``directory`` to the split's clip ids: ``<clip_id><ext>`` for an extension in
+    :data:`VIDEO_EXTENSIONS`.
+
+    A clip with no video, or with several candidates (which one was meant cannot be guessed), gets a
+    :class:`ClipError` that fails only that clip. Files that match no clip id are listed in one warning on
+    stderr, since they are usually misnamed submissions; hidden files and sub-folders (such as the
+    ``evaluation/`` output) are not looked at.
+    """
+    directory = Path(directory)
+    candidates: dict[str, list[Path]] = {clip.id: [] for clip in split.clips}
+    unknown: list[str] = []
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        if entry.suffix == ".json" and entry.stem in candidates:
+            continue  # the runner's record of a video it wrote (videos/<clip>.json)
+        if entry.stem in candidates and entry.suffix.lower() in VIDEO_EXTENSIONS:
+            candidates[entry.stem].append(entry)
+        else:
+            unknown.append(entry.name)
+    videos: dict[str, Path | ClipError] = {}
+    for clip_id, found in candidates.items():
+        if len(found) == 1:
+            videos[clip_id] = found[0]
+        elif found:
+            names = ", ".join(p.name for p in found)
+            videos[clip_id] = ClipError(clip_id, None, f"{len(found)} candidate videos in {directory}: {names}; keep exactly one")
+        else:
+            others = [name for name in unknown if Path(name).stem == clip_id]
+            hint = f"; not accepted: {', '.join(others)}" if others else ""
+            videos[clip_id] = ClipError(
+                clip_id, None, f"no video for this clip in {directory} (looked for {clip_id} with extension {', '.join(VIDEO_EXTENSIONS)}){hint}"
+            )
+    if unknown and distributed.rank() == 0:
+        print(f"warning: {len(unknown)} file(s) in {directory} match no evaluated clip id and are ignored: {', '.join(unknown)}", file=sys.stderr)
+    return VideoSearch(directory, videos, unknown)
 
 
 def make_harness(protocol: Protocol, horizons: tuple[float, ...], metrics: list[str] | None, device: str, weights_dir: str | None):
@@ -67,12 +110,14 @@ def evaluate_clips(
     harness,
     split: Split,
     protocol: Protocol,
-    videos: dict[str, Path | None],
+    videos: dict[str, Path | BenchmarkError | None],
     boundaries: dict[str, list[int]],
     already_failed: dict[str, str] | None = None,
     progress: bool = True,
 ) -> Evaluation:
-    """Evaluate this process's clips. A bad clip is recorded as failed and the others go on."""
+    """Evaluate this process's clips. A bad clip (an error or None in ``videos``, or a video that cannot be
+    scored) is recorded as failed and the others go on. Each clip evaluation carries the file it scored
+    (see :func:`video_record`), which :func:`build_results` writes into the results."""
     result = Evaluation(harness=harness, failed=dict(already_failed or {}))
     num_frames = protocol.horizon_frames(max(protocol.horizons_s))
     window = protocol.window_frames
@@ -81,6 +126,8 @@ def evaluate_clips(
     for clip in tqdm(clips, desc="evaluate", unit="clip", disable=not progress, leave=False):
         path = videos[clip.id]
         try:
+            if isinstance(path, BenchmarkError):
+                raise path
             if path is None:
                 raise ClipError(clip.id, None, f"no video for this clip (expected <clip_id>{'|'.join(VIDEO_EXTENSIONS)})")
             info = probe(path, clip.id)
@@ -94,14 +141,34 @@ def evaluate_clips(
             size = (split.width, split.height)
             generated = prefetch(iter_frames(path, window, stop=num_frames, clip_id=clip.id, expected_size=size))
             truth = prefetch(iter_frames(split.path(clip, "video"), window, stop=num_frames, clip_id=clip.id, expected_size=size))
-            result.clips.append(
-                harness.evaluate_clip(clip.id, generated=generated, ground_truth=truth, face_boxes=face_boxes[:num_frames], chunk_boundaries=boundaries.get(clip.id, []))
+            evaluation = harness.evaluate_clip(
+                clip.id, generated=generated, ground_truth=truth, face_boxes=face_boxes[:num_frames], chunk_boundaries=boundaries.get(clip.id, [])
             )
+            evaluation.video = video_record(path, info)
+            result.clips.append(evaluation)
         except BenchmarkError as exc:
             result.failed[clip.id] = str(exc)
             tqdm.write(f"FAILED {exc}", file=sys.stderr)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def video_record(path: Path, info: VideoInfo) -> dict:
+    """What a clip was scored from: the file name (relative to its folder), codec, pixel format and
+    whether decoding it gives the method's RGB frames exactly. It rides on the clip's evaluation, so it
+    reaches :func:`build_results` through :func:`gather` from any process."""
+    return {"file": Path(path).name, "codec": info.codec, "pix_fmt": info.pix_fmt, "lossless": info.lossless}
+
+
+def lossy_warning(clip_videos: dict[str, dict]) -> str | None:
+    """One line naming the clips scored from lossy video, whose compression counts as the method's error."""
+    lossy = [f"{clip_id} ({video['codec']} {video['pix_fmt']})" for clip_id, video in clip_videos.items() if not video["lossless"]]
+    if not lossy:
+        return None
+    return (
+        f"warning: {len(lossy)} of {len(clip_videos)} clips were scored from lossy video, so compression counts as the "
+        f"method's error: {', '.join(lossy)}"
+    )
 
 
 def gather(evaluation: Evaluation, split: Split) -> tuple[list, dict[str, str]]:
@@ -126,6 +193,10 @@ def build_results(
 ) -> RunResults:
     aggregate = harness.aggregate(clips, failed_clips=failed)
     drift = [asdict(point) for point in aggregate.drift]
+    clip_videos = {ev.clip_id: ev.video for ev in clips if ev.video is not None}
+    warning = lossy_warning(clip_videos)
+    if warning:
+        print(warning, file=sys.stderr)
     return RunResults(
         protocol=protocol.to_dict(),
         protocol_hash=protocol.hash,
@@ -146,6 +217,7 @@ def build_results(
         environment=environment_info(device, distributed.world_size()),
         timing=timing,
         drift=drift,
+        clip_videos=clip_videos,
     )
 
 
@@ -175,7 +247,32 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_metrics(text: str | None) -> list[str] | None:
-    return [m.strip() for m in text.split(",") if m.strip()] if text else None
+    """``--metrics psnr,ssim`` -> ``["psnr", "ssim"]`` (None: all), every name checked."""
+    if text is None:
+        return None
+    from .metrics.harness import ALL_METRICS
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in ALL_METRICS]
+    if unknown or not names:
+        raise ValueError(f"--metrics {text!r}: unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {','.join(ALL_METRICS)}")
+    return names
+
+
+def check_device(name: str) -> str:
+    """``--device``: a device torch knows and this machine has."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name!r}: only cpu and cuda are supported")
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,22 +288,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_evaluation_arguments(parser)
     args = parser.parse_args(argv)
-    distributed.init_from_env(args.device)
     try:
         if not args.videos.is_dir():
-            parser.error(f"--videos {args.videos} is not a folder")
-        split = resolve_split(args.split).limited(args.limit)
+            raise ValueError(f"--videos {args.videos} is not a folder")
+        check_device(args.device)
+        metrics = parse_metrics(args.metrics)
+        distributed.init_from_env(args.device)
+        split = resolve_split(args.split) if distributed.rank() == 0 else None
+        distributed.barrier()
+        split = (split or resolve_split(args.split, verify="none")).limited(args.limit)
         horizons = resolve_horizons(args.horizon, split.protocol(), split.shortest_seconds)
-        protocol = split.protocol(horizons_s=horizons).with_carry_over(args.method_name, args.carry_over)
+        protocol = split.protocol(horizons_s=horizons, carry_over=args.carry_over)
+        harness = make_harness(protocol, horizons, metrics, args.device, args.weights_dir)
     except (BenchmarkError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     num_frames = protocol.horizon_frames(max(horizons))
-    starts = protocol.chunk_starts(num_frames, args.carry_over)
+    starts = protocol.chunk_starts(num_frames)
     boundaries = [s + args.carry_over for s in starts[1:]]
     videos = find_videos(args.videos, split)
     mine = {clip_id: videos[clip_id] for clip_id in distributed.shard([c.id for c in split.clips])}
-    harness = make_harness(protocol, horizons, parse_metrics(args.metrics), args.device, args.weights_dir)
     evaluation = evaluate_clips(harness, split, protocol, mine, {c: boundaries for c in mine}, progress=not args.no_progress)
     clips, failed = gather(evaluation, split)
     if distributed.rank() == 0:

@@ -17,10 +17,11 @@ import json
 import os
 import shutil
 from dataclasses import asdict, fields
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import BenchmarkError, ClipError
+from .files import resolve_inside, sha256_file
 from .split import (
     CLIP_FILE_FIELDS,
     KEYPOINT_LAYOUT,
@@ -31,7 +32,7 @@ from .split import (
     Split,
     content_hash,
     load_split,
-    sha256_file,
+    parse_clip_record,
     write_manifest,
 )
 
@@ -169,12 +170,12 @@ def _load(source: str | Path, revision: str | None, hf_split: str):
     return dataset, meta
 
 
-def _safe_relative(clip_id: str, value: str) -> PurePosixPath:
+def _safe_target(root: Path, clip_id: str, field_name: str, value: str) -> Path:
     """Paths come from a downloaded dataset: refuse any that would land outside the split folder."""
-    path = PurePosixPath(value)
-    if path.is_absolute() or not path.parts or ".." in path.parts or path.name == MANIFEST_NAME:
-        raise ClipError(clip_id, value, "unsafe file path in the dataset")
-    return path
+    target = resolve_inside(root, value, clip_id, field_name)
+    if target.name == MANIFEST_NAME:
+        raise ClipError(clip_id, value, f"field {field_name!r} would overwrite the manifest")
+    return target
 
 
 def import_split(source: str | Path, out_dir: str | Path, revision: str | None = None, hf_split: str = "train") -> Split:
@@ -193,14 +194,14 @@ def import_split(source: str | Path, out_dir: str | Path, revision: str | None =
     partial.mkdir(parents=True)
     try:
         clips = []
-        for row in dataset:
+        for index, row in enumerate(dataset):
             try:
-                clip = ClipRecord(**json.loads(row[RECORD_COLUMN]))
+                raw = json.loads(row[RECORD_COLUMN])
             except (KeyError, TypeError, json.JSONDecodeError) as exc:
-                raise HFError(f"{source}: row for clip {row.get('id')!r} has no valid {RECORD_COLUMN!r} column: {exc}") from exc
+                raise HFError(f"{source}: row {index} has no valid {RECORD_COLUMN!r} column: {exc}") from exc
+            clip = parse_clip_record(raw, index, f"{source} row {index}")
             for name in CLIP_FILE_FIELDS:
-                relative = _safe_relative(clip.id, getattr(clip, name))
-                target = partial / relative
+                target = _safe_target(partial, clip.id, name, getattr(clip, name))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(row[name + BYTES_SUFFIX])
                 if sha256_file(target) != getattr(clip, f"{name}_sha256"):

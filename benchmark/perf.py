@@ -8,6 +8,9 @@ Goals, printed as ratios:
 - P4: against usual practice (dump PNGs, pytorch-fid on folders, an lpips loop over frames): the
   same numbers, and the speed ratio.
 - P5: frames per second of the harness; real time is 25 frames/s (measure with ``--device cuda``).
+- P6: what FFV1 slice CRCs cost the output videos (a cost stated, no goal): write time and file size with CRCs /
+  without, and read time with every CRC checked, for one 90 s synthetic test clip (64x96) and for 250
+  frames at 832x480, each best of 3.
 
 On a CPU the default run uses stand-in horizons for P1/P3/P4: 5-frame windows and seconds scaled by
 ``--scale`` (default 1/50, so 10/30/60/90 s become 5/15/30/45 frames, i.e. 1/3/6/9 windows), and P2 uses cheap
@@ -38,6 +41,7 @@ from unittest import mock
 import numpy as np
 import torch
 
+from . import video
 from .metrics import EvaluationHarness
 from .metrics.networks import NetworkUnavailable, build_inception, build_lpips, build_videomae, random_inception_state_dict
 from .metrics.pixels import to_signed_float, to_unit_float
@@ -330,17 +334,70 @@ def measure_usual_practice(setup: Setup, with_distance: bool) -> dict:
     return result
 
 
+# ---- P6 -------------------------------------------------------------------------------------
+
+
+def measure_slice_crcs(repeats: int = 3) -> dict:
+    """P6: VideoWriter with its slice CRCs vs the same FFV1 level 3 without them.
+
+    The 480p frames are the noisy "generated" pool of P1-P4; they compress little, which gives the CRC, a
+    pass over every compressed byte, its largest share. The variants alternate ``repeats`` times and the
+    fastest of each is kept, so load from other processes affects both alike. Reading goes through
+    ``iter_frames``, which checks every CRC of the CRC'd file.
+    """
+    from .split import resolve_split
+    from .video import iter_frames, read_frames
+
+    split = resolve_split("synthetic")
+    clip = split.clips[0]
+    sources = {
+        f"{clip.id} ({split.width}x{split.height}, {clip.seconds:g} s)": read_frames(split.path(clip, "video")),
+        f"480p ({WIDTH}x{HEIGHT}, 250 frames)": torch.cat(list(FramePool(synthetic_clip("perf", POOL_FRAMES, WIDTH, HEIGHT)[0]).iterate(250, 25))),
+    }
+    without = {**video.FFV1_OPTIONS, "slicecrc": "0"}
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, frames in sources.items():
+            runs: dict[str, dict[str, list[float]]] = {"crc": {"write_s": [], "read_s": []}, "no_crc": {"write_s": [], "read_s": []}}
+            sizes = {}
+            for _ in range(repeats):
+                for variant, options in (("crc", video.FFV1_OPTIONS), ("no_crc", without)):
+                    path = Path(folder, f"{variant}.mkv")
+                    with mock.patch.object(video, "FFV1_OPTIONS", options):  # read when a VideoWriter opens
+                        began = time.perf_counter()
+                        video.write_video(path, frames, 25)
+                        runs[variant]["write_s"].append(time.perf_counter() - began)
+                    began = time.perf_counter()
+                    for _batch in iter_frames(path, batch_size=25):
+                        pass
+                    runs[variant]["read_s"].append(time.perf_counter() - began)
+                    sizes[variant] = path.stat().st_size
+            best = {variant: {key: min(values) for key, values in timings.items()} for variant, timings in runs.items()}
+            results[name] = {
+                "frames": len(frames),
+                "bytes": sizes,
+                "best_s": best,
+                "runs_s": runs,
+                "write_ratio": best["crc"]["write_s"] / best["no_crc"]["write_s"],
+                "read_ratio": best["crc"]["read_s"] / best["no_crc"]["read_s"],
+                "size_ratio": sizes["crc"] / sizes["no_crc"],
+            }
+    return {"sources": results, "repeats": repeats, "write_ratio": max(r["write_ratio"] for r in results.values())}
+
+
 # ---- report ---------------------------------------------------------------------------------
 
 
 def report(results: dict) -> str:
-    lines = [
-        f"device {results['device']}, {WIDTH}x{HEIGHT} synthetic frames, "
-        + ("real horizons" if results["full"] else f"stand-in horizons {results['horizons_s']} s (real seconds x {results['scale']:g})"),
-        "networks: " + "; ".join(f"{k}: {v}" for k, v in results["networks"].items()),
-        "",
-        f"{'goal':<4} {'measured':>10} {'target':>10}  detail",
-    ]
+    lines = []
+    if "networks" in results:
+        lines += [
+            f"device {results['device']}, {WIDTH}x{HEIGHT} synthetic frames, "
+            + ("real horizons" if results["full"] else f"stand-in horizons {results['horizons_s']} s (real seconds x {results['scale']:g})"),
+            "networks: " + "; ".join(f"{k}: {v}" for k, v in results["networks"].items()),
+            "",
+        ]
+    lines.append(f"{'goal':<4} {'measured':>10} {'target':>10}  detail")
     p1, p2, p3, p4 = (results.get(k) for k in ("P1", "P2", "P3", "P4"))
     if p1:
         lines.append(f"{'P1':<4} {p1['ratio']:>10.3f} {'<= 0.55':>10}  one call {p1['one_call_s']:.1f} s vs separate {sum(p1['separate_calls_s'].values()):.1f} s (ideal {p1['ideal_ratio']:.3f})")
@@ -358,6 +415,15 @@ def report(results: dict) -> str:
         lines.append(f"{'P4':<4} {p4['speedup']:>9.2f}x {'faster':>10}  {detail}")
     if p1:
         lines.append(f"{'P5':<4} {p1['harness_frames_per_s']:>10.2f} {'>= 25 fps':>10}  frames/s on {results['device']} (real time needs a GPU: python -m benchmark.perf --device cuda --full)")
+    p6 = results.get("P6")
+    if p6:
+        for name, source in p6["sources"].items():
+            crc, plain = source["best_s"]["crc"], source["best_s"]["no_crc"]
+            lines.append(
+                f"{'P6':<4} {source['write_ratio']:>10.3f} {'(cost)':>10}  {name}: write {crc['write_s']:.2f} s with slice CRCs vs {plain['write_s']:.2f} s without; "
+                f"size {source['bytes']['crc']} vs {source['bytes']['no_crc']} bytes (x{source['size_ratio']:.5f}); "
+                f"read with every CRC checked {crc['read_s']:.2f} s vs {plain['read_s']:.2f} s (best of {p6['repeats']})"
+            )
     return "\n".join(lines)
 
 
@@ -367,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here")
     parser.add_argument("--full", action="store_true", help="real horizons (10/30/60/90 s) and real networks everywhere: hours on a CPU")
     parser.add_argument("--scale", type=float, default=1 / 50, help="stand-in horizon seconds per real second without --full; a multiple of 0.02 (default 1/50)")
-    parser.add_argument("--only", default="P1,P2,P3,P4", help="comma-separated subset of P1,P2,P3,P4 (P5 comes with P1)")
+    parser.add_argument("--only", default="P1,P2,P3,P4,P6", help="comma-separated subset of P1,P2,P3,P4,P6 (P5 comes with P1)")
     parser.add_argument("--fid-distance", action="store_true", help="in P4 also compute both FIDs (two 2048x2048 matrix square roots)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice; 1 can be faster on a busy shared machine)")
     parser.add_argument("--rss-child", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
@@ -378,20 +444,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rss_child(args.rss_child, args.device, args.full)))
         return 0
     goals = {g.strip().upper() for g in args.only.split(",")}
-    try:
-        setup = Setup(args.device, args.full, args.scale)
-    except NetworkUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    results: dict = {
-        "device": args.device,
-        "full": args.full,
-        "scale": setup.scale,
-        "horizons_s": [round(h, 6) for h in setup.horizons_s],
-        "window_frames": setup.protocol.window_frames,
-        "networks": setup.sources,
-        "torch_threads": torch.get_num_threads(),
-    }
+    results: dict = {"device": args.device, "full": args.full, "torch_threads": torch.get_num_threads()}
+    if goals & {"P1", "P3", "P4"}:
+        try:
+            setup = Setup(args.device, args.full, args.scale)
+        except NetworkUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        results.update(
+            scale=setup.scale,
+            horizons_s=[round(h, 6) for h in setup.horizons_s],
+            window_frames=setup.protocol.window_frames,
+            networks=setup.sources,
+        )
     if "P1" in goals:
         results["P1"] = measure_horizons(setup)
         print(f"P1 done: ratio {results['P1']['ratio']:.3f}", file=sys.stderr)
@@ -403,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"P4 done: {results['P4']['speedup']:.2f}x", file=sys.stderr)
     if "P2" in goals:
         results["P2"] = measure_memory(args.device, args.full, args.threads)
+    if "P6" in goals:
+        results["P6"] = measure_slice_crcs()
+        print(f"P6 done: write ratio {results['P6']['write_ratio']:.3f}", file=sys.stderr)
     table = report(results)
     print(table)
     results["table"] = table

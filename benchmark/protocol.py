@@ -7,6 +7,10 @@ Chunking: chunk ``k`` covers frames ``[s_k, s_k + chunk_frames)`` with
 ``s_k = k * (chunk_frames - carry_over)``. Every chunk returns ``chunk_frames`` frames aligned with its
 controls; the runner keeps all frames of chunk 0 and drops the first ``carry_over`` frames of every
 later chunk, which re-generate frames the previous chunk already produced.
+
+The protocol recorded with a run is the one that ran: a method declares its carry-over and sampling
+steps (its options may change them), and the runner writes those effective values into the protocol
+and so into its hash.
 """
 
 from __future__ import annotations
@@ -17,20 +21,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 
 DEFAULT_HORIZONS_S: tuple[float, ...] = (10.0, 30.0, 60.0, 90.0)
-
-# Frames shared by consecutive chunks, per method. A method's own option may change its value;
-# the protocol recorded with a run always holds the value that run used.
-DEFAULT_CARRY_OVER: tuple[tuple[str, int], ...] = (
-    ("everanimate", 4),
-    ("wan-animate", 1),
-    ("vae-roundtrip", 1),
-    ("unianimate-dit", 0),
-    ("ground-truth", 0),
-    ("reference-copy", 0),
-)
 
 REAL_RESOLUTIONS: tuple[tuple[int, int], ...] = ((832, 480), (480, 832))
 
@@ -48,7 +41,8 @@ class Protocol:
     fps: int = 25
     horizons_s: tuple[float, ...] = DEFAULT_HORIZONS_S
     chunk_frames: int = 77
-    carry_over: tuple[tuple[str, int], ...] = DEFAULT_CARRY_OVER
+    # Frames shared by consecutive chunks and denoising steps per chunk, as the method ran them.
+    carry_over: int = 0
     sampling_steps: int = 20
     # Seeds derive from the clip id (and chunk index), never from the process rank.
     seed_rule: str = "sha256(f'{seed_base}/{clip_id}/{chunk}')[:8] as uint64 & (2**63-1)"
@@ -64,23 +58,22 @@ class Protocol:
     def __post_init__(self) -> None:
         # Canonical forms, so equal protocols compare and hash equal however they were built.
         object.__setattr__(self, "horizons_s", tuple(float(h) for h in self.horizons_s))
-        object.__setattr__(self, "carry_over", tuple(sorted((str(k), int(v)) for k, v in self.carry_over)))
         object.__setattr__(self, "extra", tuple(sorted((str(k), str(v)) for k, v in self.extra)))
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"protocol resolution must be positive, got {self.width}x{self.height}")
         if self.chunk_frames < 2:
             raise ValueError("chunk_frames must be at least 2")
-        for name, frames in self.carry_over:
-            if not 0 <= frames < self.chunk_frames:
-                raise ValueError(f"carry-over of {name!r} must be in [0, {self.chunk_frames}), got {frames}")
-        if any(h <= 0 for h in self.horizons_s):
-            raise ValueError(f"horizons must be positive, got {self.horizons_s}")
+        if not 0 <= self.carry_over < self.chunk_frames:
+            raise ValueError(f"carry-over must be in [0, {self.chunk_frames}) frames, got {self.carry_over}")
+        if self.sampling_steps < 1:
+            raise ValueError(f"sampling steps must be at least 1, got {self.sampling_steps}")
+        if any(not math.isfinite(h) or h <= 0 for h in self.horizons_s):
+            raise ValueError(f"horizons must be positive and finite, got {self.horizons_s}")
 
     # ---- identity -------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["horizons_s"] = list(self.horizons_s)
-        d["carry_over"] = dict(self.carry_over)
         d["extra"] = dict(self.extra)
         return d
 
@@ -88,7 +81,6 @@ class Protocol:
     def from_dict(cls, d: dict) -> "Protocol":
         d = dict(d)
         d["horizons_s"] = tuple(float(h) for h in d["horizons_s"])
-        d["carry_over"] = tuple(sorted(d["carry_over"].items()))
         d["extra"] = tuple(sorted(d.get("extra", {}).items()))
         return cls(**d)
 
@@ -98,13 +90,8 @@ class Protocol:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     # ---- derived quantities ------------------------------------------------------------------
-    def carry_over_for(self, method: str) -> int:
-        return dict(self.carry_over).get(method, 0)
-
-    def with_carry_over(self, method: str, frames: int) -> "Protocol":
-        table = dict(self.carry_over)
-        table[method] = int(frames)
-        return dataclasses.replace(self, carry_over=tuple(sorted(table.items())))
+    def replace(self, **changes) -> "Protocol":
+        return dataclasses.replace(self, **changes)
 
     def horizon_frames(self, horizon_s: float) -> int:
         return int(round(horizon_s * self.fps))
@@ -113,9 +100,10 @@ class Protocol:
     def window_frames(self) -> int:
         return int(round(self.window_s * self.fps))
 
-    def chunk_starts(self, num_frames: int, carry_over: int) -> list[int]:
-        """Start frame of every chunk needed to produce ``num_frames`` output frames."""
-        stride = self.chunk_frames - carry_over
+    def chunk_starts(self, num_frames: int, carry_over: int | None = None) -> list[int]:
+        """Start frame of every chunk needed to produce ``num_frames`` output frames, with the
+        protocol's carry-over unless ``carry_over`` is given."""
+        stride = self.chunk_frames - (self.carry_over if carry_over is None else carry_over)
         extra = max(0, num_frames - self.chunk_frames)
         count = 1 + math.ceil(extra / stride)
         return [k * stride for k in range(count)]
@@ -126,11 +114,16 @@ class Protocol:
 
 
 def resolve_horizons(requested: list[float] | None, protocol: Protocol, clip_seconds: float) -> tuple[float, ...]:
-    """Sorted, de-duplicated horizons; each must fit in the shortest clip."""
+    """Sorted, de-duplicated horizons. Each must be finite, a whole number of drift windows
+    (``window_s``, 1 s: a horizon's score is a mean over whole windows) and fit in the shortest clip."""
     horizons = tuple(sorted({float(h) for h in (requested or protocol.horizons_s)}))
+    longest = math.floor(clip_seconds / protocol.window_s + 1e-9) * protocol.window_s
     for h in horizons:
-        if h <= 0:
-            raise ValueError(f"horizon must be positive, got {h}")
+        if not math.isfinite(h) or h <= 0:
+            raise ValueError(f"horizon {h:g} s: horizons must be positive, finite numbers of seconds")
+        windows = h / protocol.window_s
+        if abs(windows - round(windows)) > 1e-9:
+            raise ValueError(f"horizon {h:g} s is not a whole number of {protocol.window_s:g} s drift windows")
         if h > clip_seconds + 1e-9:
-            raise ValueError(f"horizon {h:g} s exceeds the shortest clip of the split ({clip_seconds:.2f} s)")
+            raise ValueError(f"horizon {h:g} s exceeds the shortest clip of the split ({clip_seconds:.2f} s); this split supports horizons up to {longest:g} s")
     return horizons

@@ -16,9 +16,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from .split import atomic_write_text
+from .files import atomic_write_text, temporary_sibling
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+# 1.1 added ``clip_videos``; 1.0 files load with it empty.
+READABLE_SCHEMAS = ("1.0", SCHEMA_VERSION)
 
 # Columns of the summary CSV, shared with the leaderboards: one row per (run, horizon).
 CSV_ID_COLUMNS = (
@@ -77,6 +79,9 @@ class RunResults:
     environment: dict
     timing: dict = field(default_factory=dict)
     drift: list[dict] = field(default_factory=list)
+    # Per evaluated clip, the video it was scored from: file name, codec, pixel format, lossless. Empty in
+    # results written before it was recorded, which still load.
+    clip_videos: dict[str, dict] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
     created_utc: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
@@ -94,8 +99,8 @@ class RunResults:
     def from_dict(cls, d: dict) -> "RunResults":
         d = dict(d)
         d.pop("comparable", None)
-        if d.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"results schema {d.get('schema_version')!r}, this code reads {SCHEMA_VERSION}")
+        if d.get("schema_version") not in READABLE_SCHEMAS:
+            raise ValueError(f"results schema {d.get('schema_version')!r}, this code reads {', '.join(READABLE_SCHEMAS)}")
         d["metrics"] = [MetricResult(**m) for m in d["metrics"]]
         return cls(**d)
 
@@ -267,9 +272,6 @@ def plot_drift_curves(path: str | Path, runs: dict[str | None, RunResults], metr
         axes.flat[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    fig.savefig(tmp, dpi=110)
+    with temporary_sibling(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)

@@ -7,8 +7,10 @@ Layout of a clip's work folder while it is being generated::
     work/<clip>/segment_00007.mkv   frames kept from chunk 7 (lossless)
     work/<clip>/state_00007.*       method state after chunk 7 (.safetensors tensors, .json scalars)
 
-The ``.json`` file is written last and marks the chunk complete. When all chunks are done the segments
-are joined into ``videos/<clip>.mkv`` and the work folder is removed.
+The ``.json`` file is written last and marks the chunk complete; it records the sha256 of every segment
+so far, which ``--resume`` checks before trusting them. When all chunks are done the segments are joined
+into ``videos/<clip>.mkv``, its sha256 and frame count go to ``videos/<clip>.json``, and the work folder
+is removed. A resumed run reuses a finished video only if it still has that hash.
 
 Controls past the end of a clip (the last chunk may overshoot the horizon) are extended by ping-pong
 reflection, ``i -> 2 (T - 1) - i``; the frames they produce lie past the horizon and are never scored.
@@ -17,7 +19,7 @@ reflection, ``i -> 2 (T - 1) - i``; the frames they produce lie past the horizon
 from __future__ import annotations
 
 import json
-import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +34,9 @@ from methods.base import ChunkControls, ChunkMethod, ClipContext, Method, VideoM
 
 from .errors import ClipError
 from .protocol import Protocol
-from .split import ClipRecord, Split, atomic_write_text
-from .video import VIDEO_SUFFIX, VideoWriter, concat_videos, iter_frames, probe, write_video
+from .files import atomic_write_text, check_inside, remove_inside, sha256_file, temporary_sibling
+from .split import ClipRecord, Split
+from .video import VIDEO_SUFFIX, VideoWriter, concat_videos, iter_frames, write_video
 
 
 def reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
@@ -104,10 +107,10 @@ class ClipPlan:
         return [s + self.carry_over for s in self.starts[1:]]
 
 
-def plan_clip(protocol: Protocol, clip: ClipRecord, num_frames: int, carry_over: int) -> ClipPlan:
+def plan_clip(protocol: Protocol, clip: ClipRecord, num_frames: int) -> ClipPlan:
     if num_frames > clip.num_frames:
         raise ClipError(clip.id, None, f"needs {num_frames} frames for the horizon, clip has {clip.num_frames}")
-    return ClipPlan(clip, num_frames, carry_over, protocol.chunk_starts(num_frames, carry_over))
+    return ClipPlan(clip, num_frames, protocol.carry_over, protocol.chunk_starts(num_frames))
 
 
 def build_context(split: Split, clip: ClipRecord, protocol: Protocol, device: torch.device) -> ClipContext:
@@ -154,16 +157,17 @@ def _segment_path(work: Path, chunk: int) -> Path:
 def _save_state(work: Path, chunk: int, state: dict, meta: dict) -> None:
     tensors, scalars = state_to_disk(state)
     tensor_path, json_path = _state_paths(work, chunk)
-    tmp = tensor_path.with_name(f".{tensor_path.name}.partial")
-    save_file(tensors, str(tmp))
-    tmp.replace(tensor_path)
+    with temporary_sibling(tensor_path) as tmp:
+        save_file(tensors, str(tmp))
     atomic_write_text(json_path, json.dumps({"scalars": scalars, **meta}))
     for older in range(chunk):
         for path in _state_paths(work, older):
             path.unlink(missing_ok=True)
 
 
-def _last_complete_chunk(work: Path, fingerprint: str) -> tuple[int, dict] | None:
+def _last_complete_chunk(work: Path, fingerprint: str) -> tuple[int, dict, list[str]] | None:
+    """The last chunk whose state and segments are all on disk and unchanged, its state and the
+    segments' hashes; None when there is none (start the clip over)."""
     markers = sorted(work.glob("state_*.json"))
     for marker in reversed(markers):
         chunk = int(marker.stem.split("_")[1])
@@ -171,8 +175,15 @@ def _last_complete_chunk(work: Path, fingerprint: str) -> tuple[int, dict] | Non
         tensor_path, _ = _state_paths(work, chunk)
         if meta.get("fingerprint") != fingerprint:
             raise ClipError(None, marker, "saved state was made by a different method, protocol or split; use another --out")
-        if tensor_path.exists() and all(_segment_path(work, k).exists() for k in range(chunk + 1)):
-            return chunk, state_from_disk(load_file(str(tensor_path)), meta["scalars"])
+        hashes = meta.get("segments", [])
+        if not tensor_path.exists() or len(hashes) != chunk + 1:
+            continue
+        for k, expected in enumerate(hashes):
+            segment = _segment_path(work, k)
+            if not segment.exists() or sha256_file(segment) != expected:
+                tqdm.write(f"warning: {segment} is missing or changed since it was written; generating the clip again", file=sys.stderr)
+                return None
+        return chunk, state_from_disk(load_file(str(tensor_path)), meta["scalars"]), hashes
     return None
 
 
@@ -190,9 +201,9 @@ def rollout_chunks(
     length, height, width = protocol.chunk_frames, protocol.height, protocol.width
     work.mkdir(parents=True, exist_ok=True)
     state = method.start(context)
-    first = 0
+    first, hashes = 0, []
     if resume and (saved := _last_complete_chunk(work, fingerprint)) is not None:
-        first, state = saved[0] + 1, saved[1]
+        first, state, hashes = saved[0] + 1, saved[1], saved[2]
     timings = []
     bar = chunk_bar(len(plan.starts), first) if chunk_bar else None
     produced = sum(_kept(plan, k, length) for k in range(first))
@@ -205,9 +216,11 @@ def rollout_chunks(
         frames = check_frames(frames, (length, height, width, 3), clip.id, f"chunk {chunk}")
         kept = _kept(plan, chunk, length)
         offset = 0 if chunk == 0 else plan.carry_over
-        write_video(_segment_path(work, chunk), frames[offset : offset + kept], protocol.fps)
+        segment = _segment_path(work, chunk)
+        write_video(segment, frames[offset : offset + kept], protocol.fps)
+        hashes.append(sha256_file(segment))
         produced += kept
-        _save_state(work, chunk, state, {"chunk": chunk, "frames": produced, "fingerprint": fingerprint})
+        _save_state(work, chunk, state, {"chunk": chunk, "frames": produced, "fingerprint": fingerprint, "segments": hashes})
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -235,11 +248,12 @@ def generate_clip(
 ) -> tuple[Path, list[float]]:
     """Generate one clip's video ``videos/<clip>.mkv`` (skipped when it already exists on resume)."""
     clip = plan.clip
-    video_path = out_dir / "videos" / f"{clip.id}{VIDEO_SUFFIX}"
-    work = out_dir / "work" / clip.id
-    if resume and video_path.exists():
-        if probe(video_path, clip.id).num_frames == plan.num_frames:
-            return video_path, []
+    video_path = check_inside(out_dir, out_dir / "videos" / f"{clip.id}{VIDEO_SUFFIX}")
+    record_path = video_path.with_suffix(".json")
+    work = check_inside(out_dir, out_dir / "work" / clip.id)
+    if resume and _finished_video_holds(video_path, record_path, plan.num_frames, fingerprint):
+        return video_path, []
+    remove_inside(out_dir, record_path)
     context = build_context(split, clip, protocol, device)
     if isinstance(method, ChunkMethod):
         timings = rollout_chunks(method, context, plan, work, fingerprint, resume, chunk_bar)
@@ -265,6 +279,23 @@ def generate_clip(
         raise TypeError(f"{type(method).__name__} is neither a ChunkMethod nor a VideoMethod")
     if count != plan.num_frames:
         raise ClipError(clip.id, video_path, f"joined video has {count} frames, {plan.num_frames} expected")
-    shutil.rmtree(work, ignore_errors=True)
+    atomic_write_text(record_path, json.dumps({"sha256": sha256_file(video_path), "frames": count, "fingerprint": fingerprint}))
+    remove_inside(out_dir, work)
     return video_path, timings
+
+
+def _finished_video_holds(video_path: Path, record_path: Path, num_frames: int, fingerprint: str) -> bool:
+    """A finished video is reused only when its record matches this run and its bytes are unchanged."""
+    if not video_path.exists():
+        return False
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or record.get("fingerprint") != fingerprint or record.get("frames") != num_frames:
+        return False
+    if sha256_file(video_path) != record.get("sha256"):
+        tqdm.write(f"warning: {video_path} changed since it was written; generating it again", file=sys.stderr)
+        return False
+    return True
 

@@ -13,23 +13,27 @@ import argparse
 import hashlib
 import json
 import resource
-import shutil
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from methods import registry
+from methods.base import Method
+from methods.registry import MethodError
 
 from . import distributed
 from .errors import BenchmarkError, ClipError
-from .evaluate import add_evaluation_arguments, build_results, evaluate_clips, gather, make_harness, parse_metrics, publish
-from .protocol import resolve_horizons
+from .evaluate import add_evaluation_arguments, build_results, check_device, evaluate_clips, gather, make_harness, parse_metrics, publish
+from .files import atomic_write_text, remove_inside
+from .lock import FolderLock
+from .protocol import Protocol, resolve_horizons
 from .rollout import generate_clip, plan_clip
-from .split import atomic_write_text, resolve_split
+from .split import Split, resolve_split
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,17 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmark.run",
         description="Generate every clip of a split chunk by chunk (77-frame chunks at 25 fps) with one method, "
         "stream the frames to lossless videos, and evaluate PSNR, SSIM, LPIPS, FID, V-MAE, F-PSNR, seam score and "
-        "drift curves at every horizon. Writes results.json, windows.jsonl, summary.csv and drift.png.",
+        "drift curves at every horizon. Writes results.json, windows.jsonl, summary.csv and drift.png. "
+        "Every argument is checked before the first clip is generated; an input mistake exits with status 2.",
         epilog=f"methods: {', '.join(registry.available())}",
     )
-    parser.add_argument("--method", required=True, help="registered method name (see the list below)")
+    parser.add_argument("--method", required=True, help="registered method name (see the list below), or package.module:Class")
     parser.add_argument(
-        "--method-arg", action="append", metavar="KEY=VALUE", help="method option, repeatable, e.g. --method-arg refert_num=5 (recorded in the results)"
+        "--method-arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="method option, repeatable, e.g. --method-arg refert_num=5; unknown options are refused (recorded in the results)",
     )
     add_evaluation_arguments(parser)
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last completed chunk")
-    parser.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start again")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last completed chunk")
+    existing.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start again")
     return parser
+
+
+RUN_OUTPUTS = ("videos", "work", "results.json", "windows.jsonl", "summary.csv", "drift.png", "run.json")
 
 
 def _peak_rss_mb() -> float:
@@ -57,53 +69,89 @@ def _peak_rss_mb() -> float:
 def _prepare_out(out: Path, run_record: dict, resume: bool, overwrite: bool) -> None:
     record_path = out / "run.json"
     if record_path.exists():
-        previous = json.loads(record_path.read_text())
+        try:
+            previous = json.loads(record_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BenchmarkError(f"{record_path} is unreadable ({exc}); use --overwrite to start again") from exc
         if resume:
-            if previous.get("fingerprint") != run_record["fingerprint"]:
-                raise BenchmarkError(
-                    f"{out} holds a run of a different method, protocol or split ({previous.get('method')}); resume needs the same command, or use another --out"
-                )
+            if not isinstance(previous, dict) or previous.get("fingerprint") != run_record["fingerprint"]:
+                method = previous.get("method") if isinstance(previous, dict) else None
+                raise BenchmarkError(f"{out} holds a run of a different method, protocol or split ({method}); resume needs the same command, or use another --out")
             return
         if not overwrite:
             raise BenchmarkError(f"{out} already holds a run; pass --resume to continue it, --overwrite to start again, or choose another --out")
-        for name in ("videos", "work", "results.json", "windows.jsonl", "summary.csv", "drift.png", "run.json"):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
+        for name in RUN_OUTPUTS:
+            remove_inside(out, out / name)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(record_path, json.dumps(run_record, indent=1))
 
 
+@dataclass
+class RunSetup:
+    """Everything checked before the first clip: a bad input never costs any generation."""
+
+    method: Method
+    split: Split
+    protocol: Protocol
+    horizons: tuple[float, ...]
+    described: dict
+    fingerprint: str
+    out: Path
+    harness: object
+
+
+def prepare(args: argparse.Namespace, is_main: bool) -> RunSetup:
+    metrics = parse_metrics(args.metrics)
+    method = registry.build_from_command_line(args.method, args.method_arg, device=args.device)
+    # The first process reads (and verifies) the split; the others then load it without re-hashing.
+    split = resolve_split(args.split) if is_main else None
+    distributed.barrier()
+    split = (split or resolve_split(args.split, verify="none")).limited(args.limit)
+    horizons = resolve_horizons(args.horizon, split.protocol(), split.shortest_seconds)
+    protocol = method.effective_protocol(split.protocol(horizons_s=horizons))
+    harness = make_harness(protocol, horizons, metrics, args.device, args.weights_dir)
+    described = method.describe()
+    fingerprint = hashlib.sha256(json.dumps([described, protocol.hash, split.content_hash], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    out = args.out or Path("runs") / f"{method.name}-{split.name}"
+    return RunSetup(method, split, protocol, horizons, described, fingerprint, out, harness)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    distributed.init_from_env(args.device)
-    is_main = distributed.rank() == 0
-    progress = not args.no_progress and is_main
-    device = torch.device(args.device)
+    lock = None
     try:
-        options = registry.parse_options(args.method_arg)
-        method = registry.build(args.method, device=args.device, **options)
-        # The first process renders (or validates) the split; the others then load the cached copy.
-        split = resolve_split(args.split) if is_main else None
-        distributed.barrier()
-        split = (split or resolve_split(args.split)).limited(args.limit)
-        horizons = resolve_horizons(args.horizon, split.protocol(), split.shortest_seconds)
-        carry_over = method.carry_over_frames(split.protocol())
-        protocol = split.protocol(horizons_s=horizons).with_carry_over(method.name, carry_over)
-        described = method.describe()
-        fingerprint = hashlib.sha256(json.dumps([described, protocol.hash, split.content_hash], sort_keys=True, default=str).encode()).hexdigest()[:16]
-        out = args.out or Path("runs") / f"{method.name}-{split.name}"
-        run_record = {"method": described, "protocol_hash": protocol.hash, "split": split.name, "split_hash": split.content_hash, "limit": args.limit, "fingerprint": fingerprint}
+        check_device(args.device)
+        distributed.init_from_env(args.device)
+        is_main = distributed.rank() == 0
+        setup = prepare(args, is_main)
         if is_main:
-            _prepare_out(out, run_record, args.resume, args.overwrite)
+            lock = FolderLock(setup.out).acquire()
+            run_record = {
+                "method": setup.described,
+                "protocol_hash": setup.protocol.hash,
+                "split": setup.split.name,
+                "split_hash": setup.split.content_hash,
+                "limit": args.limit,
+                "fingerprint": setup.fingerprint,
+            }
+            _prepare_out(setup.out, run_record, args.resume, args.overwrite)
         distributed.barrier()
-    except (BenchmarkError, KeyError, ValueError, ImportError) as exc:
+    except (BenchmarkError, MethodError, ValueError) as exc:
+        if lock is not None:
+            lock.release()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _generate_and_evaluate(args, setup, progress=not args.no_progress and is_main, is_main=is_main)
+    finally:
+        if lock is not None:
+            lock.release()
 
-    num_frames = protocol.horizon_frames(max(horizons))
+
+def _generate_and_evaluate(args: argparse.Namespace, setup: RunSetup, progress: bool, is_main: bool) -> int:
+    method, split, protocol, out = setup.method, setup.split, setup.protocol, setup.out
+    device = torch.device(args.device)
+    num_frames = protocol.horizon_frames(max(setup.horizons))
     mine = [clip for clip in split.clips if clip.id in set(distributed.shard([c.id for c in split.clips]))]
     videos, boundaries, failed, chunk_seconds = {}, {}, {}, []
     began = time.perf_counter()
@@ -111,13 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     for clip in clip_bar:
         clip_bar.set_postfix_str(clip.id)
         try:
-            plan = plan_clip(protocol, clip, num_frames, carry_over)
+            plan = plan_clip(protocol, clip, num_frames)
             boundaries[clip.id] = plan.boundaries
 
             def chunk_bar(total: int, initial: int, clip_id: str = clip.id) -> tqdm:
                 return tqdm(total=total, initial=initial, desc=f"  {clip_id}", unit="chunk", leave=False, disable=not progress)
 
-            videos[clip.id], timings = generate_clip(method, split, protocol, plan, out, fingerprint, args.resume, device, chunk_bar)
+            videos[clip.id], timings = generate_clip(method, split, protocol, plan, out, setup.fingerprint, args.resume, device, chunk_bar)
             chunk_seconds.extend(timings)
         except BenchmarkError as exc:
             failed[clip.id] = str(exc)
@@ -127,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"FAILED clip {clip.id!r}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}", file=sys.stderr)
     generation_s = time.perf_counter() - began
 
-    harness = make_harness(protocol, horizons, parse_metrics(args.metrics), args.device, args.weights_dir)
-    evaluation = evaluate_clips(harness, split, protocol, videos, boundaries, already_failed=failed, progress=progress)
+    evaluation = evaluate_clips(setup.harness, split, protocol, videos, boundaries, already_failed=failed, progress=progress)
     clips, failed = gather(evaluation, split)
     if is_main:
         timing = {
@@ -138,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_chunk": round(sum(chunk_seconds) / len(chunk_seconds), 4) if chunk_seconds else None,
             "peak_rss_mb": round(_peak_rss_mb(), 1),
         }
-        results = build_results(harness, clips, failed, split, protocol, described, args.limit, args.device, timing)
+        results = build_results(setup.harness, clips, failed, split, protocol, setup.described, args.limit, args.device, timing)
         publish(out, results, clips)
     return 1 if failed else 0
 

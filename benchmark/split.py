@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
+import re
+import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
 from .errors import ClipError, ManifestError
+from .files import atomic_write_text, cache_root, check_clip_id, resolve_inside, sha256_file
 from .protocol import Protocol
 
 MANIFEST_NAME = "manifest.json"
@@ -43,22 +46,6 @@ LEFT_HAND = slice(91, 112)
 RIGHT_HAND = slice(112, 133)
 
 CLIP_FILE_FIELDS = ("video", "pose_video", "face_video", "keypoints", "reference")
-
-
-def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -106,7 +93,8 @@ class Split:
     description: str = ""
 
     def path(self, clip: ClipRecord, field_name: str) -> Path:
-        return self.root / getattr(clip, field_name)
+        """The file a clip's field names, checked to lie inside the split folder."""
+        return resolve_inside(self.root, getattr(clip, field_name), clip.id, field_name)
 
     def clip(self, clip_id: str) -> ClipRecord:
         for clip in self.clips:
@@ -133,7 +121,7 @@ class Split:
         """``keypoints (T, 133, 3)`` and ``face_boxes (T, 4)`` of a clip, validated."""
         path = self.path(clip, "keypoints")
         try:
-            with np.load(path) as data:
+            with np.load(path, allow_pickle=False) as data:
                 keypoints = np.asarray(data["keypoints"], dtype=np.float32)
                 face_boxes = np.asarray(data["face_boxes"], dtype=np.float32)
         except FileNotFoundError as exc:
@@ -205,105 +193,257 @@ def write_manifest(
 def make_clip_record(root: str | Path, clip_id: str, files: dict[str, str], **fields_) -> ClipRecord:
     """Build a record, hashing each of ``files`` (field name -> path relative to ``root``)."""
     root = Path(root)
-    hashes = {f"{key}_sha256": sha256_file(root / rel) for key, rel in files.items()}
+    check_clip_id(clip_id, root)
+    hashes = {f"{key}_sha256": sha256_file(resolve_inside(root, rel, clip_id, key)) for key, rel in files.items()}
     return ClipRecord(id=clip_id, **files, **hashes, **fields_)
 
 
-def load_split(root: str | Path, verify_hashes: bool = True, probe_videos: bool = True) -> Split:
-    """Load and validate a split folder. Raises :class:`ManifestError` for a bad manifest and
-    :class:`ClipError` naming the clip and file for a bad clip."""
-    from .video import probe
+# ---- manifest field types -------------------------------------------------------------------
 
-    root = Path(root)
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+_STRING = ("a string", lambda v: isinstance(v, str))
+_SHA256 = ("a sha256 hex digest (64 lowercase hex characters)", lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None)
+_POSITIVE_INT = ("a positive integer", lambda v: _is_int(v) and v > 0)
+_NON_NEGATIVE_INT = ("a non-negative integer", lambda v: _is_int(v) and v >= 0)
+_POSITIVE_NUMBER = ("a positive finite number", lambda v: _is_number(v) and v > 0)
+_OBJECT = ("an object", lambda v: isinstance(v, dict))
+_VERSION = ("a string or an integer", lambda v: isinstance(v, str) or _is_int(v))
+
+CLIP_FIELD_TYPES: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "id": _STRING,
+    **{name: _STRING for name in CLIP_FILE_FIELDS},
+    **{f"{name}_sha256": _SHA256 for name in CLIP_FILE_FIELDS},
+    "fps": _POSITIVE_NUMBER,
+    "num_frames": _POSITIVE_INT,
+    "width": _POSITIVE_INT,
+    "height": _POSITIVE_INT,
+    "reference_frame": _NON_NEGATIVE_INT,
+    "source": _STRING,
+    "license": _STRING,
+    "resampling": _OBJECT,
+}
+MANIFEST_FIELD_TYPES: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "name": _STRING,
+    "version": _VERSION,
+    "fps": _POSITIVE_INT,
+    "width": _POSITIVE_INT,
+    "height": _POSITIVE_INT,
+    "face_size": _POSITIVE_INT,
+    "keypoint_layout": _STRING,
+    "content_hash": _STRING,
+    "description": _STRING,
+    "clips": ("a non-empty list", lambda v: isinstance(v, list) and len(v) > 0),
+}
+
+
+def _check_type(value: object, spec: tuple[str, Callable[[object], bool]], field_name: str) -> str | None:
+    """None if ``value`` has the type ``spec`` describes, else the problem."""
+    expected, accepts = spec
+    if accepts(value):
+        return None
+    return f"field {field_name!r} must be {expected}, got {value!r} ({type(value).__name__})"
+
+
+def parse_clip_record(raw: object, index: int, path: str | Path) -> ClipRecord:
+    """One manifest entry, type-checked field by field, with a safe clip id."""
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{path}: clips[{index}] must be an object, got {raw!r} ({type(raw).__name__})")
+    label = raw.get("id") if isinstance(raw.get("id"), str) else f"#{index}"
+    known = {f.name for f in fields(ClipRecord)}
+    unknown = set(raw) - known
+    missing = {f.name for f in fields(ClipRecord) if f.name not in raw and f.default is MISSING and f.default_factory is MISSING}
+    if unknown or missing:
+        raise ClipError(label, path, f"manifest entry has unknown fields {sorted(unknown)} / missing fields {sorted(missing)}")
+    for name, value in raw.items():
+        problem = _check_type(value, CLIP_FIELD_TYPES[name], name)
+        if problem:
+            raise ClipError(label, path, problem)
+    check_clip_id(raw["id"], path)
+    return ClipRecord(**raw)
+
+
+def _read_manifest(root: Path) -> tuple[dict, list[ClipRecord], Path]:
     path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise ManifestError(f"split folder {root} does not exist or is not a folder")
     if not path.exists():
         raise ManifestError(f"no {MANIFEST_NAME} in {root}")
+    if not path.is_file():
+        raise ManifestError(f"{path} is not a regular file")
     try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ManifestError(f"{path}: the manifest must be a JSON object, got {type(document).__name__}")
     if document.get("format") != MANIFEST_FORMAT:
         raise ManifestError(f"{path}: not a split manifest (format={document.get('format')!r})")
     if document.get("format_version") != MANIFEST_FORMAT_VERSION:
         raise ManifestError(f"{path}: manifest format_version {document.get('format_version')!r}, this code reads {MANIFEST_FORMAT_VERSION}")
-    try:
-        meta = _meta(*(document[k] for k in ("name", "version", "fps", "width", "height", "face_size", "keypoint_layout")))
-        raw_clips = document["clips"]
-        recorded_hash = document["content_hash"]
-    except KeyError as exc:
-        raise ManifestError(f"{path}: missing field {exc}") from exc
-    if meta["keypoint_layout"] != KEYPOINT_LAYOUT:
-        raise ManifestError(f"{path}: keypoint layout {meta['keypoint_layout']!r}, expected {KEYPOINT_LAYOUT!r}")
-    known = {f.name for f in fields(ClipRecord)}
-    clips = []
-    for index, raw in enumerate(raw_clips):
-        clip_id = raw.get("id", f"#{index}")
-        unknown = set(raw) - known
-        missing = {f.name for f in fields(ClipRecord) if f.name not in raw and f.default is MISSING and f.default_factory is MISSING}
-        if unknown or missing:
-            raise ClipError(clip_id, path, f"manifest entry has unknown fields {sorted(unknown)} / missing fields {sorted(missing)}")
-        clips.append(ClipRecord(**raw))
-    if not clips:
-        raise ManifestError(f"{path}: split has no clips")
-    ids = [c.id for c in clips]
-    if len(set(ids)) != len(ids):
-        raise ManifestError(f"{path}: duplicate clip ids")
-    if content_hash(clips, meta) != recorded_hash:
-        raise ManifestError(f"{path}: content hash mismatch: the manifest was edited without being rewritten")
+    for name, spec in MANIFEST_FIELD_TYPES.items():
+        if name not in document:
+            if name == "description":
+                continue
+            raise ManifestError(f"{path}: missing field {name!r}")
+        problem = _check_type(document[name], spec, name)
+        if problem:
+            raise ManifestError(f"{path}: {problem}")
+    if document["keypoint_layout"] != KEYPOINT_LAYOUT:
+        raise ManifestError(f"{path}: keypoint layout {document['keypoint_layout']!r}, expected {KEYPOINT_LAYOUT!r}")
+    clips = [parse_clip_record(raw, index, path) for index, raw in enumerate(document["clips"])]
+    seen: dict[str, str] = {}
+    for clip in clips:
+        # Case-insensitive: on macOS and Windows file systems two such ids would share one file.
+        if clip.id.lower() in seen:
+            raise ManifestError(f"{path}: clip ids {seen[clip.id.lower()]!r} and {clip.id!r} collide (ids must differ ignoring case)")
+        seen[clip.id.lower()] = clip.id
+    return document, clips, path
 
+
+# ---- loading and verification ----------------------------------------------------------------
+
+VERIFY_MODES = ("auto", "full", "none")
+
+
+def load_split(root: str | Path, verify: str = "auto") -> Split:
+    """Load and validate a split folder.
+
+    Every field's type, every clip id and every file path (relative, inside the folder, symlinks
+    included) is checked on every load. ``verify`` decides how much of the content is read:
+
+    - ``full``: every file's sha256, every video's frame count, size and fps, the keypoints, and
+      the reference against frame 0 of the ground truth; the result is recorded in this machine's
+      cache (``<cache>/verified/``) with each file's size and modification time;
+    - ``auto`` (default): ``full``, unless a recorded full verification of this folder and content
+      hash still matches every file's size and modification time;
+    - ``none``: structure only (ranks other than 0, which rely on rank 0's verification).
+
+    Raises :class:`ManifestError` for a bad manifest and :class:`ClipError` naming the clip and the
+    file for a bad clip.
+    """
+    if verify not in VERIFY_MODES:
+        raise ValueError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
+    root = Path(root)
+    document, clips, path = _read_manifest(root)
+    meta = _meta(*(document[k] for k in ("name", "version", "fps", "width", "height", "face_size", "keypoint_layout")))
+    if content_hash(clips, meta) != document["content_hash"]:
+        raise ManifestError(f"{path}: content hash mismatch: the manifest was edited without being rewritten")
     split = Split(
         name=meta["name"],
         version=str(meta["version"]),
         root=root,
-        fps=int(meta["fps"]),
-        width=int(meta["width"]),
-        height=int(meta["height"]),
-        face_size=int(meta["face_size"]),
+        fps=meta["fps"],
+        width=meta["width"],
+        height=meta["height"],
+        face_size=meta["face_size"],
         clips=tuple(clips),
-        content_hash=recorded_hash,
+        content_hash=document["content_hash"],
         description=document.get("description", ""),
     )
     for clip in clips:
-        validate_clip(split, clip, verify_hashes=verify_hashes, probe_videos=probe_videos, probe=probe)
+        check_clip_structure(split, clip)
+    if verify == "none":
+        return split
+    stats = _file_stats(split)
+    if verify == "auto" and _verification_holds(split, stats):
+        return split
+    for clip in clips:
+        verify_clip_content(split, clip)
+    _record_verification(split, stats)
     return split
 
 
-def validate_clip(split: Split, clip: ClipRecord, verify_hashes: bool, probe_videos: bool, probe) -> None:
+def check_clip_structure(split: Split, clip: ClipRecord) -> None:
+    """What needs no reading of the clip's files: its fields against the split's, and every file
+    path inside the split folder and a regular file."""
+    manifest = split.root / MANIFEST_NAME
     if clip.fps != split.fps:
-        raise ClipError(clip.id, split.root / MANIFEST_NAME, f"fps {clip.fps} differs from the split's {split.fps}")
+        raise ClipError(clip.id, manifest, f"fps {clip.fps} differs from the split's {split.fps}")
     if (clip.width, clip.height) != (split.width, split.height):
-        raise ClipError(clip.id, split.root / MANIFEST_NAME, f"resolution {clip.width}x{clip.height} differs from the split's {split.width}x{split.height}")
+        raise ClipError(clip.id, manifest, f"resolution {clip.width}x{clip.height} differs from the split's {split.width}x{split.height}")
     if clip.reference_frame != 0:
-        raise ClipError(clip.id, split.root / MANIFEST_NAME, "the reference must be frame 0 of the ground truth")
+        raise ClipError(clip.id, manifest, "the reference must be frame 0 of the ground truth")
     for name in CLIP_FILE_FIELDS:
         file_path = split.path(clip, name)
         if not file_path.exists():
             raise ClipError(clip.id, file_path, "file does not exist")
-        if verify_hashes and sha256_file(file_path) != getattr(clip, f"{name}_sha256"):
+        if not file_path.is_file():
+            raise ClipError(clip.id, file_path, "not a regular file")
+
+
+def verify_clip_content(split: Split, clip: ClipRecord) -> None:
+    """Read everything: hashes, video streams, keypoints, and the reference against frame 0."""
+    from .video import probe, read_frames
+
+    for name in CLIP_FILE_FIELDS:
+        file_path = split.path(clip, name)
+        if sha256_file(file_path) != getattr(clip, f"{name}_sha256"):
             raise ClipError(clip.id, file_path, "sha256 differs from the manifest (file changed or corrupt)")
-    if probe_videos:
-        sizes = {"video": (split.width, split.height), "pose_video": (split.width, split.height), "face_video": (split.face_size, split.face_size)}
-        for name, size in sizes.items():
-            info = probe(split.path(clip, name), clip_id=clip.id)
-            if info.num_frames != clip.num_frames:
-                raise ClipError(clip.id, info.path, f"{info.num_frames} frames, manifest says {clip.num_frames}")
-            if (info.width, info.height) != size:
-                raise ClipError(clip.id, info.path, f"resolution {info.width}x{info.height}, expected {size[0]}x{size[1]}")
-            if abs(info.fps - split.fps) > 1e-3:
-                raise ClipError(clip.id, info.path, f"fps {info.fps:g}, expected {split.fps}")
+    sizes = {"video": (split.width, split.height), "pose_video": (split.width, split.height), "face_video": (split.face_size, split.face_size)}
+    for name, size in sizes.items():
+        info = probe(split.path(clip, name), clip_id=clip.id)
+        if info.num_frames != clip.num_frames:
+            raise ClipError(clip.id, info.path, f"{info.num_frames} frames, manifest says {clip.num_frames}")
+        if (info.width, info.height) != size:
+            raise ClipError(clip.id, info.path, f"resolution {info.width}x{info.height}, expected {size[0]}x{size[1]}")
+        if abs(info.fps - split.fps) > 1e-3:
+            raise ClipError(clip.id, info.path, f"fps {info.fps:g}, expected {split.fps}")
     split.load_keypoints(clip)
+    reference = split.load_reference(clip)
+    first = read_frames(split.path(clip, "video"), 0, 1, clip_id=clip.id)[0]
+    if not torch.equal(reference, first):
+        worst = int((reference.int() - first.int()).abs().max())
+        raise ClipError(clip.id, split.path(clip, "reference"), f"reference differs from frame 0 of {clip.video} (max difference {worst}); the reference must be frame 0")
 
 
-def resolve_split(name_or_path: str, **kwargs) -> Split:
-    """``synthetic`` / ``synthetic-train`` (generated and cached on first use) or a split folder."""
+def _file_stats(split: Split) -> dict[str, list[int]]:
+    stats = {}
+    for clip in split.clips:
+        for name in CLIP_FILE_FIELDS:
+            info = split.path(clip, name).stat()
+            stats[f"{clip.id}/{name}"] = [info.st_size, info.st_mtime_ns]
+    return stats
+
+
+def _verification_path(root: Path) -> Path:
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:24]
+    return cache_root() / "verified" / f"{key}.json"
+
+
+def _verification_holds(split: Split, stats: dict[str, list[int]]) -> bool:
+    try:
+        record = json.loads(_verification_path(split.root).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("root") == str(split.root.resolve()) and record.get("content_hash") == split.content_hash and record.get("files") == stats
+
+
+def _record_verification(split: Split, stats: dict[str, list[int]]) -> None:
+    record = {"root": str(split.root.resolve()), "content_hash": split.content_hash, "files": stats, "verified_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    try:
+        atomic_write_text(_verification_path(split.root), json.dumps(record))
+    except OSError:
+        pass  # a read-only cache only costs the next load a full verification
+
+
+def resolve_split(name_or_path: str, verify: str = "auto") -> Split:
+    """``synthetic`` / ``synthetic-train`` (generated and cached on first use) or a split folder,
+    loaded with :func:`load_split`'s ``verify``."""
     from . import synthetic
 
     if name_or_path in synthetic.SPLITS:
-        return synthetic.ensure_split(name_or_path, **kwargs)
+        return synthetic.ensure_split(name_or_path, verify=verify)
     path = Path(name_or_path)
     if not path.exists():
         raise ManifestError(f"unknown split {name_or_path!r}: not one of {sorted(synthetic.SPLITS)} and no such folder")
-    return load_split(path, **kwargs)
+    return load_split(path, verify=verify)
 
 
 # ---- command line: python -m benchmark.split {build,info,export-hf,import-hf} ---------------------
@@ -366,6 +506,17 @@ def _cli_parser():
     info = commands.add_parser("info", help="print a split's name, version, content hash and clips", description="Load and validate a split, then summarise it.")
     info.add_argument("split", metavar="SPLIT", help="a split folder, or synthetic / synthetic-train")
 
+    verify = commands.add_parser(
+        "verify",
+        help="re-hash every file of a split and check every video",
+        description=(
+            "Read every file of a split in full: sha256 against the manifest, frame count, size and fps of every video, "
+            "the keypoints, and the reference against frame 0. Later loads only compare file sizes and modification "
+            "times with this verification, recorded in the cache folder."
+        ),
+    )
+    verify.add_argument("split", metavar="SPLIT", help="a split folder, or synthetic / synthetic-train")
+
     export = commands.add_parser(
         "export-hf",
         help="save a split as a Hugging Face dataset folder",
@@ -386,12 +537,12 @@ def _cli_parser():
     return parser
 
 
-def _cli_split(name_or_path: str) -> Split:
+def _cli_split(name_or_path: str, verify: str = "auto") -> Split:
     """A folder holding a manifest loads directly (no need for the synthetic renderer); anything
     else goes through :func:`resolve_split`."""
     if (Path(name_or_path) / MANIFEST_NAME).is_file():
-        return load_split(name_or_path)
-    return resolve_split(name_or_path)
+        return load_split(name_or_path, verify=verify)
+    return resolve_split(name_or_path, verify=verify)
 
 
 def _print_info(split: Split) -> None:
@@ -439,6 +590,11 @@ def main(argv: list[str] | None = None) -> int:
             _print_info(split)
         elif args.command == "info":
             _print_info(_cli_split(args.split))
+        elif args.command == "verify":
+            began = time.perf_counter()
+            split = _cli_split(args.split, verify="full")
+            files = len(split.clips) * len(CLIP_FILE_FIELDS)
+            print(f"{split.name} ({split.content_hash}): {len(split.clips)} clips, {files} files verified in {time.perf_counter() - began:.1f} s")
         elif args.command == "export-hf":
             from .hf import export_split
 

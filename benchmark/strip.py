@@ -8,7 +8,6 @@ metrics scored. Rows are labelled with the method and the arguments that tell ap
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 
 from .compare import load_run, run_folder, run_labels
 from .errors import BenchmarkError
+from .files import temporary_sibling
 from .split import resolve_split
 from .video import read_frames
 
@@ -79,10 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     image = strip_image(rows, times, args.scale)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.stem}.partial.png")
-    image.save(tmp)
-    os.replace(tmp, args.out)
+    with temporary_sibling(args.out) as tmp:
+        image.save(tmp, format="PNG")
     print(f"wrote {args.out}: clip {clip_id}, {len(rows)} rows x {len(times)} times")
     return 0
 

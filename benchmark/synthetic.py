@@ -62,6 +62,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .errors import ManifestError
+from .files import CACHE_ENV, cache_root
 from .pose import crop_faces, face_boxes_from_keypoints, render_pose
 from .split import FACE, MANIFEST_NAME, NUM_KEYPOINTS, Split, load_split, make_clip_record, write_manifest
 from .video import write_video
@@ -78,7 +79,6 @@ BODY_EDGE = 1.5
 # at 4x downsampling (the error of an edge grows with the square of its contrast).
 CONTRAST = 0.75
 LICENSE = "CC0-1.0 (procedurally generated)"
-CACHE_ENV = "EVERANIMATE_BENCH_CACHE"
 
 
 @dataclass(frozen=True)
@@ -1158,11 +1158,6 @@ def resample_psnr(frames: np.ndarray, factor: int) -> float:
     return float(10 * np.log10(255**2 / max(mse, 1e-10)))
 
 
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """``cache_dir``, else ``$EVERANIMATE_BENCH_CACHE``, else ``~/.cache/everanimate-bench``."""
-    return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "everanimate-bench")
-
-
 def renderer_hash() -> str:
     """Short hash of the renderer's source (this file and the pose drawing), so a changed renderer
     renders a new folder instead of silently reusing clips it would no longer produce."""
@@ -1184,7 +1179,7 @@ def _spec(name: str) -> SyntheticSpec:
     return SPLITS[name]
 
 
-def ensure_split(name: str, cache_dir: str | Path | None = None, limit: int | None = None, **load_kwargs) -> Split:
+def ensure_split(name: str, cache_dir: str | Path | None = None, limit: int | None = None, verify: str = "auto") -> Split:
     """The synthetic split ``name``, rendered into the cache on first use and loaded (validated)
     from it afterwards. The whole split is always rendered, so the cached folder and the split's
     content hash never depend on ``limit``, which only trims the clips returned."""
@@ -1192,7 +1187,7 @@ def ensure_split(name: str, cache_dir: str | Path | None = None, limit: int | No
     folder = split_folder(name, cache_dir)
     if not (folder / MANIFEST_NAME).exists():
         _render_split(spec, folder)
-    return load_split(folder, **load_kwargs).limited(limit)
+    return load_split(folder, verify=verify).limited(limit)
 
 
 def _render_split(spec: SyntheticSpec, folder: Path) -> None:

@@ -92,11 +92,17 @@ class ChunkControls:
 
 class Method(abc.ABC):
     """Common part of both method kinds. Subclasses set ``name`` and take their options as keyword
-    arguments, which the runner records in the results."""
+    arguments of ``__init__``, which the runner records in the results. ``--method-arg`` accepts
+    exactly those keyword arguments (typed by their defaults or annotations), except
+    ``internal_options``; a method without its own ``__init__`` takes no options."""
 
     name: ClassVar[str]
     #: Extras that must be installed, named in the error when an import fails.
     requires_extra: ClassVar[str | None] = None
+    #: Frames shared by consecutive chunks, unless an option changes it (:meth:`carry_over_frames`).
+    default_carry_over: ClassVar[int] = 0
+    #: Constructor arguments for code and tests, never taken from the command line.
+    internal_options: ClassVar[frozenset[str]] = frozenset({"backbone"})
 
     def __init__(self, device: str | torch.device = "cpu", **options: Any):
         self.device = torch.device(device)
@@ -107,7 +113,17 @@ class Method(abc.ABC):
         return {"name": self.name, "arguments": dict(self.options)}
 
     def carry_over_frames(self, protocol: Protocol) -> int:
-        return protocol.carry_over_for(self.name)
+        """Frames each chunk after the first re-generates from the previous one."""
+        return self.default_carry_over
+
+    def sampling_steps(self, protocol: Protocol) -> int:
+        """Denoising steps per chunk; methods with a ``steps`` option override this."""
+        return protocol.sampling_steps
+
+    def effective_protocol(self, protocol: Protocol) -> Protocol:
+        """``protocol`` with the carry-over and sampling steps this method runs with: the protocol
+        recorded in its results, and hashed."""
+        return protocol.replace(carry_over=self.carry_over_frames(protocol), sampling_steps=self.sampling_steps(protocol))
 
 
 class ChunkMethod(Method):

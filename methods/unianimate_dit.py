@@ -18,6 +18,8 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from benchmark.protocol import Protocol
+
 from .base import ClipContext, VideoMethod
 from .wan import flow
 from .wan.backbone import WanBackbone
@@ -99,6 +101,9 @@ class UniAnimateDiT(VideoMethod):
     def backbone(self) -> WanBackbone:
         return self._holder.backbone
 
+    def sampling_steps(self, protocol: Protocol) -> int:
+        return int(self.steps) if self.steps is not None else protocol.sampling_steps
+
     def plan(self, num_frames: int, chunk_frames: int) -> tuple[int, int, int]:
         """``(num_latents, window, overlap)`` for a video of ``num_frames``."""
         num_latents = latent_frames(vae_length(num_frames))
@@ -129,7 +134,7 @@ class UniAnimateDiT(VideoMethod):
         generator = controls.generator
         latent = torch.randn(1, backbone.latent_channels, num_latents, h, w, generator=generator).to(backbone.device)
         reference_slots = torch.randn(len(starts), backbone.latent_channels, 1, h, w, generator=generator).to(backbone.device)
-        sigmas = flow.sampling_sigmas(self.steps or clip.protocol.sampling_steps, self.shift).tolist()
+        sigmas = flow.sampling_sigmas(self.sampling_steps(clip.protocol), self.shift).tolist()
 
         for sigma, sigma_next in tqdm(list(zip(sigmas[:-1], sigmas[1:])), desc=f"{clip.clip_id} windows x steps", leave=False):
             fused = torch.zeros_like(latent)

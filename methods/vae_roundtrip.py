@@ -42,6 +42,7 @@ class VaeRoundTrip(ChunkMethod):
 
     name = "vae-roundtrip"
     requires_extra = "wan"
+    default_carry_over = 1
 
     def __init__(
         self,

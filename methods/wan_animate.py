@@ -63,6 +63,9 @@ class WanAnimate(ChunkMethod):
     def carry_over_frames(self, protocol: Protocol) -> int:
         return self.refert_num
 
+    def sampling_steps(self, protocol: Protocol) -> int:
+        return int(self.steps) if self.steps is not None else protocol.sampling_steps
+
     def start(self, clip: ClipContext) -> State:
         backbone = self.backbone
         backbone.latent_size(clip.height, clip.width)
@@ -71,7 +74,7 @@ class WanAnimate(ChunkMethod):
         reference = clip.references[0]
         state: State = {
             "reference_latent": backbone.encode(reference.unsqueeze(0)).cpu(),
-            "steps": int(self.steps if self.steps is not None else clip.protocol.sampling_steps),
+            "steps": self.sampling_steps(clip.protocol),
             "height": clip.height,
             "width": clip.width,
         }

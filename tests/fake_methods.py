@@ -75,3 +75,26 @@ class FailsOnSecondClip(ChunkMethod):
         if state["broken"]:
             return torch.zeros((1, 1, 1, 3), dtype=torch.uint8), state
         return state["reference"].expand(len(controls), *state["reference"].shape).clone(), state
+
+
+class Sampler(ChunkMethod):
+    """Repeats the reference; has a ``steps`` option like the diffusion methods, and can be slowed
+    down (``delay`` seconds per chunk) so that a test can catch a run in the middle."""
+
+    name = "sampler"
+
+    def __init__(self, device="cpu", steps: int | None = None, delay: float = 0.0):
+        super().__init__(device, steps=steps)
+        self.steps, self.delay = steps, float(delay)
+
+    def sampling_steps(self, protocol) -> int:
+        return self.steps if self.steps is not None else protocol.sampling_steps
+
+    def start(self, clip: ClipContext) -> State:
+        return {"reference": clip.references[0].clone()}
+
+    def generate_chunk(self, state, controls):
+        import time
+
+        time.sleep(self.delay)
+        return state["reference"].expand(len(controls), *state["reference"].shape).clone(), state

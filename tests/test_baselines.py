@@ -228,9 +228,9 @@ def test_wan_animate_through_the_runner_resumes_to_the_same_video(backbone, tiny
     from benchmark.rollout import generate_clip, plan_clip
     from benchmark.video import read_frames
 
-    protocol = tiny_split.protocol(chunk_frames=13, sampling_steps=2)
+    protocol = tiny_split.protocol(chunk_frames=13, sampling_steps=2, carry_over=1)
     clip = tiny_split.clips[0]
-    plan = plan_clip(protocol, clip, 40, 1)
+    plan = plan_clip(protocol, clip, 40)
     device = torch.device("cpu")
     straight, _ = generate_clip(WanAnimate(backbone=backbone), tiny_split, protocol, plan, tmp_path / "a", "fp", False, device)
 

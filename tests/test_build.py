@@ -15,7 +15,8 @@ import pytest
 from benchmark import build
 from benchmark.build import BuildError, RtmlibWholebody, build_split, save_keypoints, select_person
 from benchmark.errors import ClipError
-from benchmark.split import FACE, MANIFEST_NAME, load_split, main, sha256_file
+from benchmark.files import sha256_file
+from benchmark.split import FACE, MANIFEST_NAME, load_split, main
 from benchmark.video import read_frames
 
 SMALL_LANDSCAPE = (96, 64)

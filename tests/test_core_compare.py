@@ -53,16 +53,18 @@ def test_runs_on_another_protocol_or_split_are_refused(runs, tmp_path, capsys):
     (other / "results.json").write_text(json.dumps(data))
     assert compare.main([str(runs / "ground-truth"), str(other)]) == 2
     error = capsys.readouterr().err
-    assert "protocol differs" in error and "sampling_steps" in error
+    assert "protocol differs" in error and "sampling_steps (21 vs 20)" in error
 
 
 def test_a_methods_own_carry_over_does_not_make_runs_incomparable(runs, tmp_path, capsys):
     variant = tmp_path / "variant"
     shutil.copytree(runs / "reference-copy", variant)
     data = json.loads((variant / "results.json").read_text())
-    data["protocol"]["carry_over"] = {**data["protocol"]["carry_over"], "reference-copy": 5}
+    data["protocol"]["carry_over"] = 5
     (variant / "results.json").write_text(json.dumps(data))
     assert compare.main([str(runs / "reference-copy"), str(variant)]) == 0
+    table = capsys.readouterr().out
+    assert "reference-copy (carry_over=0)" in table and "reference-copy (carry_over=5)" in table
 
 
 def test_missing_results_name_the_file(tmp_path, capsys):

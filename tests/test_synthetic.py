@@ -184,7 +184,7 @@ def test_ensure_split_renders_once_and_validates(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "render_clip", no_rendering)
     again = synthetic.ensure_split(TINY.name, cache_dir=tmp_path)
     assert again.content_hash == split.content_hash
-    limited = synthetic.ensure_split(TINY.name, cache_dir=tmp_path, limit=1, verify_hashes=False)
+    limited = synthetic.ensure_split(TINY.name, cache_dir=tmp_path, limit=1, verify="none")
     assert len(limited.clips) == 1 and limited.content_hash == split.content_hash
     monkeypatch.undo()
 

@@ -52,6 +52,8 @@ class ClipEvaluation:
     seam: list[list[int]] | None = None
     # Samples per side that each horizon's pooled FID / FVD statistics received from this clip.
     feature_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The file the clip was scored from (name, codec, pixel format, lossless), set by the evaluator.
+    video: dict | None = None
     version: int = RECORD_VERSION
 
     # ---- horizons ---------------------------------------------------------------------------

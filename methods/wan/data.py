@@ -11,6 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from benchmark.files import temporary_sibling
+
 
 @dataclass
 class ClipArrays:
@@ -44,11 +46,9 @@ def load_clips(split_name: str, cache_dir: str | Path | None = None, max_clips: 
         read = {field: read_frames(split.path(record, field), start, stop, clip_id=record.id) for field in ("video", "pose_video", "face_video")}
         clips.append(ClipArrays(record.id, read["video"], read["pose_video"], read["face_video"]))
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"{c.clip_id}/{name}": getattr(c, name).contiguous() for c in clips for name in ("video", "pose", "face")}
-        tmp = cache.with_name(cache.name + ".partial")
-        save_file(tensors, str(tmp))
-        tmp.replace(cache)
+        with temporary_sibling(cache) as tmp:
+            save_file(tensors, str(tmp))
     return clips
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from benchmark.errors import BenchmarkError
+
 from .backbone import LatentCodec, WanBackbone
 
 WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
@@ -32,7 +34,7 @@ BACKBONE_FORMAT = "everanimate-bench/wan-backbone"
 TRAIN_COMMAND = "python -m methods.wan.train_vae && python -m methods.wan.train_base --export"
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(BenchmarkError, FileNotFoundError):
     """A preset's weights are not available; the message says where they should be and how to get them."""
 
 
@@ -234,7 +236,7 @@ def load_codec(preset: str = "synthetic", weights: str | Path | None = None, dev
     """Only the VAE of a preset (for methods that never run the transformer), with the same checks and
     errors as :func:`load_backbone`."""
     if preset not in PRESETS:
-        raise KeyError(f"unknown backbone preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+        raise ValueError(f"unknown backbone preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
     if PRESETS[preset].test_only:
         raise ValueError(f"preset {preset!r} is for tests only; build it with methods.wan.presets.tiny_random_backbone()")
     source = str(weights) if weights is not None else PRESETS[preset].source
@@ -258,7 +260,7 @@ def load_backbone(
     back to random weights. ``tiny-random`` is refused here: tests build it with :func:`tiny_random_backbone`.
     """
     if preset not in PRESETS:
-        raise KeyError(f"unknown backbone preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+        raise ValueError(f"unknown backbone preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
     spec = PRESETS[preset]
     if spec.test_only:
         raise ValueError(f"preset {preset!r} is for tests only; build it with methods.wan.presets.tiny_random_backbone()")

@@ -36,7 +36,7 @@ class BackboneHolder:
         self._backbone = backbone
         if backbone is None:
             if preset not in PRESETS:
-                raise KeyError(f"unknown backbone preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+                raise ValueError(f"unknown backbone preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
             if PRESETS[preset].test_only:
                 raise ValueError(f"preset {preset!r} is for tests only: pass backbone=tiny_random_backbone() instead")
             source = str(weights) if weights is not None else PRESETS[preset].source
