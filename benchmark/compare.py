@@ -12,9 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .results import CSV_METRIC_COLUMNS, RunResults, plot_drift_curves
+from .metrics.spec import METRICS, unknown_metrics
+from .results import RunResults, plot_drift_curves
 
-DEFAULT_METRICS = ("psnr", "ssim", "lpips", "fid", "vmae", "f_psnr", "seam")
+
+def default_metrics() -> tuple[str, ...]:
+    """The registered metrics a comparison shows unless ``--metrics`` says otherwise."""
+    return tuple(name for name, spec in METRICS.items() if spec.compare_by_default)
 
 
 class IncomparableRuns(ValueError):
@@ -40,8 +44,10 @@ def load_run(path: str | Path) -> RunResults:
 
 
 # Fields runs may differ in: each horizon's numbers do not depend on which others a run asked for, and
-# the carry-over is the method's own choice (its stride), set by its arguments and shown in its label.
-PER_RUN_FIELDS = frozenset({"horizons_s", "carry_over"})
+# the chunk structure (carry-over, and the chunk length of videos scored by benchmark.evaluate) is the
+# method's own choice, set by its arguments and shown in its label.
+PER_RUN_FIELDS = frozenset({"horizons_s", "carry_over", "chunk_frames"})
+CHUNK_FIELDS = ("chunk_frames", "carry_over")
 
 
 def protocol_differences(a: RunResults, b: RunResults) -> list[str]:
@@ -67,15 +73,15 @@ def check_comparable(runs: dict[str, RunResults], allow_partial: bool = False) -
 
 def run_labels(runs: dict[str, RunResults]) -> dict[str, str]:
     """The method name, with the arguments that tell apart runs of the same method; runs whose
-    carry-over differs with no argument to say why are labelled with it."""
+    chunk structure (chunk length, carry-over) differs with no argument to say why are labelled with it."""
     labels = {}
     for key, run in runs.items():
         same = [r for r in runs.values() if r.method["name"] == run.method["name"]]
         arguments = run.method.get("arguments", {})
         differing = sorted(k for k in arguments if any(r.method.get("arguments", {}).get(k) != arguments[k] for r in same))
         parts = [f"{k}={arguments[k]}" for k in differing]
-        if not parts and any(r.protocol.get("carry_over") != run.protocol.get("carry_over") for r in same):
-            parts.append(f"carry_over={run.protocol.get('carry_over')}")
+        if not parts:
+            parts = [f"{k}={run.protocol.get(k)}" for k in CHUNK_FIELDS if any(r.protocol.get(k) != run.protocol.get(k) for r in same)]
         suffix = ", ".join(parts)
         labels[key] = run.method["name"] + (f" ({suffix})" if suffix else "")
     return labels
@@ -86,14 +92,13 @@ def _cell(run: RunResults, metric: str, horizon: float) -> str:
         record = run.record(metric, horizon)
     except KeyError:
         return "-"
-    if record.value is None:
-        return "n/a"
-    digits = 4 if metric in ("ssim", "lpips", "vmae") else 2
-    return f"{record.value:.{digits}f}" + ("" if record.stderr is None else f" ± {record.stderr:.{digits}f}")
+    return METRICS[metric].format(record.value, record.stderr)
 
 
-def comparison_table(runs: dict[str, RunResults], metrics: tuple[str, ...] = DEFAULT_METRICS, markdown: bool = False) -> str:
-    """One row per (run, horizon); metrics that no run reports are left out."""
+def comparison_table(runs: dict[str, RunResults], metrics: tuple[str, ...] | None = None, markdown: bool = False) -> str:
+    """One row per (run, horizon); metrics that no run reports are left out. Each metric is printed
+    at its spec's precision, as in the run's own table."""
+    metrics = default_metrics() if metrics is None else metrics
     present = [m for m in metrics if any(r.metric == m and r.value is not None for run in runs.values() for r in run.metrics)]
     labels = run_labels(runs)
     header = ["method", "horizon", *present]
@@ -105,8 +110,9 @@ def comparison_table(runs: dict[str, RunResults], metrics: tuple[str, ...] = DEF
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *rows])
 
 
-def plot_comparison(path: str | Path, runs: dict[str, RunResults], metrics: tuple[str, ...] = DEFAULT_METRICS) -> None:
+def plot_comparison(path: str | Path, runs: dict[str, RunResults], metrics: tuple[str, ...] | None = None) -> None:
     """Drift curves of every run, one panel per metric."""
+    metrics = default_metrics() if metrics is None else metrics
     names = [m for m in metrics if any(p["metric"] == m and p.get("value") is not None for run in runs.values() for p in run.drift)]
     if not names:
         raise ValueError("none of these runs has per-window values for the requested metrics")
@@ -120,15 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.compare", description=__doc__.split("\n\n")[0].split(": ")[0] + ".",
                                      epilog="Example: python -m benchmark.compare runs/wan-animate-synthetic runs/vae-roundtrip-synthetic --markdown --plot drift.png")
     parser.add_argument("runs", nargs="+", help="run folders (or results.json files) written by benchmark.run / benchmark.evaluate")
-    parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated, from {', '.join(CSV_METRIC_COLUMNS)}")
+    parser.add_argument("--metrics", default=",".join(default_metrics()), help=f"comma-separated, from {', '.join(METRICS)} (default: %(default)s)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--plot", type=Path, help="also write the overlaid drift curves to this PNG")
     parser.add_argument("--allow-partial", action="store_true", help="accept --limit runs and runs with failed clips (marked as such nowhere else: use for debugging only)")
     args = parser.parse_args(argv)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    unknown = [m for m in metrics if m not in CSV_METRIC_COLUMNS]
+    unknown = unknown_metrics(metrics)
     if unknown:
-        parser.error(f"unknown metrics {', '.join(unknown)}; known: {', '.join(CSV_METRIC_COLUMNS)}")
+        parser.error(f"unknown metrics {', '.join(unknown)}; known: {', '.join(METRICS)}")
     try:
         runs = {str(path): load_run(path) for path in args.runs}
         check_comparable(runs, args.allow_partial)

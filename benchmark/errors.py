@@ -30,3 +30,7 @@ class ManifestError(BenchmarkError):
 
 class MethodOutputError(ClipError):
     """A method returned frames of the wrong shape, dtype or range, or NaN."""
+
+
+class BuildError(BenchmarkError):
+    """A split build as a whole cannot proceed: no videos, bad options, pose models or keypoint files missing."""

@@ -3,11 +3,17 @@
 ``python -m benchmark.evaluate --videos DIR --split NAME --horizon 10 --horizon 90`` scores videos made
 elsewhere (one file per clip id, e.g. ``DIR/<clip_id>.mp4``): the path for external methods and
 leaderboard submissions. ``benchmark.run`` calls the same code on the videos it generated.
+
+Without ``--horizon``, the default horizons that fit in the split's shortest clip are used (and the
+dropped ones named); explicit horizons must all fit. The chunk structure of videos made elsewhere is
+unknown unless ``--carry-over`` (and ``--chunk-frames``) say it, and without it the seam score is
+reported as unavailable rather than guessed.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +24,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .errors import BenchmarkError, ClipError
+from .metrics.spec import METRICS, unknown_metrics
 from .protocol import Protocol, resolve_horizons
 from .results import (
     RunResults,
@@ -30,10 +37,14 @@ from .results import (
     write_jsonl,
     write_results_json,
 )
-from .split import Split, resolve_split
+from .splits.manifest import Split
+from .splits.registry import resolve_split
 from .video import VideoInfo, iter_frames, prefetch, probe
 
 VIDEO_EXTENSIONS = (".mkv", ".mp4", ".mov", ".webm", ".avi")
+# Why metrics that need chunk boundaries (the seam score) are not scored for videos made elsewhere
+# unless their chunk structure is given: assuming one would score seams where there are none.
+CHUNK_STRUCTURE_UNKNOWN = "chunk structure unknown: pass --carry-over FRAMES (and --chunk-frames) to score seams"
 
 
 @dataclass
@@ -98,12 +109,46 @@ def find_videos(directory: Path, split: Split) -> VideoSearch:
     return VideoSearch(directory, videos, unknown)
 
 
-def make_harness(protocol: Protocol, horizons: tuple[float, ...], metrics: list[str] | None, device: str, weights_dir: str | None):
+def make_harness(
+    protocol: Protocol,
+    horizons: tuple[float, ...],
+    metrics: list[str] | None,
+    device: str,
+    weights_dir: str | None,
+    unavailable: dict[str, str] | None = None,
+):
+    """The evaluation harness; ``unavailable`` names metrics the caller cannot score, with the reason."""
     from .metrics import EvaluationHarness
     from .weights import WeightsConfig
 
     weights = WeightsConfig.from_env(weights_dir) if weights_dir else WeightsConfig.from_env()
-    return EvaluationHarness(protocol, horizons_s=list(horizons), metrics=metrics, device=device, weights=weights)
+    return EvaluationHarness(protocol, horizons_s=list(horizons), metrics=metrics, device=device, weights=weights, unavailable=unavailable)
+
+
+def longest_horizon(protocol: Protocol, clip_seconds: float) -> float:
+    """The longest horizon (whole drift windows) that fits in a clip of ``clip_seconds``."""
+    return math.floor(clip_seconds / protocol.window_s + 1e-9) * protocol.window_s
+
+
+def default_horizons(protocol: Protocol, clip_seconds: float) -> tuple[tuple[float, ...], str | None]:
+    """The protocol's default horizons that fit in the shortest clip, and a line naming the ones
+    dropped (None when all fit). Raises ``ValueError`` when none fits, naming the longest horizon
+    the split supports. Only for horizons nobody asked for: explicit ones are checked strictly by
+    :func:`benchmark.protocol.resolve_horizons`."""
+    fits = [h for h in protocol.horizons_s if h <= clip_seconds + 1e-9]
+    dropped = [h for h in protocol.horizons_s if h not in fits]
+    if not fits:
+        longest = longest_horizon(protocol, clip_seconds)
+        supported = f"this split supports horizons up to {longest:g} s (pass --horizon SECONDS)" if longest > 0 else "this split supports no horizon"
+        raise ValueError(
+            f"no default horizon ({', '.join(f'{h:g}' for h in protocol.horizons_s)} s) fits in the shortest clip of the split "
+            f"({clip_seconds:.1f} s); {supported}"
+        )
+    note = None
+    if dropped:
+        names = ", ".join(f"{h:g}" for h in dropped)
+        note = f"{'horizons' if len(dropped) > 1 else 'horizon'} {names} s dropped: the shortest clip is {clip_seconds:.1f} s"
+    return resolve_horizons(fits, protocol, clip_seconds), note
 
 
 def evaluate_clips(
@@ -241,7 +286,7 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N clips; results are marked as not comparable")
     parser.add_argument("--out", type=Path, help="output folder for results.json, windows.jsonl, summary.csv, drift.png")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--metrics", help="comma-separated subset of metrics (default: all): psnr,ssim,lpips,fid,vmae,fvd_videomae,f_psnr,seam,identity")
+    parser.add_argument("--metrics", help=f"comma-separated subset of metrics (default: all): {','.join(METRICS)}")
     parser.add_argument("--weights-dir", help="folder with metric network weights (see python -m benchmark.weights)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -250,12 +295,10 @@ def parse_metrics(text: str | None) -> list[str] | None:
     """``--metrics psnr,ssim`` -> ``["psnr", "ssim"]`` (None: all), every name checked."""
     if text is None:
         return None
-    from .metrics.harness import ALL_METRICS
-
     names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in ALL_METRICS]
+    unknown = unknown_metrics(names)
     if unknown or not names:
-        raise ValueError(f"--metrics {text!r}: unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {','.join(ALL_METRICS)}")
+        raise ValueError(f"--metrics {text!r}: unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {','.join(METRICS)}")
     return names
 
 
@@ -275,16 +318,44 @@ def check_device(name: str) -> str:
     return name
 
 
+def chunk_structure(split: Split, horizons: tuple[float, ...], carry_over: int | None, chunk_frames: int | None) -> tuple[Protocol, dict, dict[str, str]]:
+    """The protocol to record for videos made elsewhere, the method arguments that describe their
+    chunk structure, and the metrics that cannot be scored without it.
+
+    With ``carry_over`` given, the chunk structure is known (``chunk_frames`` defaults to the
+    protocol's) and the seam score is computed at its boundaries. Without it, the protocol keeps
+    the default chunk fields, so the results still load and compare, ``carry_over`` is recorded as
+    ``"unknown"`` in the method arguments, and the seam score is unavailable with the reason.
+    """
+    if carry_over is None:
+        unavailable = {name: CHUNK_STRUCTURE_UNKNOWN for name, spec in METRICS.items() if spec.needs_chunk_boundaries}
+        return split.protocol(horizons_s=horizons), {"carry_over": "unknown"}, unavailable
+    chunk = {} if chunk_frames is None else {"chunk_frames": chunk_frames}
+    protocol = split.protocol(horizons_s=horizons, carry_over=carry_over, **chunk)
+    return protocol, {"carry_over": protocol.carry_over, "chunk_frames": protocol.chunk_frames}, {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmark.evaluate",
         description="Score videos made elsewhere against a split: one video per clip id (DIR/<clip_id>.mp4|.mkv|...), "
-        "at the split's resolution and 25 fps, at least as long as the longest horizon. Frame l is compared with ground-truth frame l.",
+        "at the split's resolution and 25 fps, at least as long as the longest horizon. Frame l is compared with ground-truth frame l. "
+        "Without --horizon, the default horizons (10 30 60 90) that fit in the shortest clip are used. "
+        "The seam score needs --carry-over (the videos' chunk structure).",
     )
     parser.add_argument("--videos", type=Path, required=True, help="folder of generated videos named <clip_id>.<ext>")
     parser.add_argument("--method-name", default="external", help="method name recorded in the results (default: external)")
     parser.add_argument(
-        "--carry-over", type=int, default=0, metavar="FRAMES", help="frames shared by consecutive 77-frame chunks in these videos, used to locate chunk seams (default: 0)"
+        "--carry-over",
+        type=int,
+        metavar="FRAMES",
+        help="frames shared by consecutive chunks of these videos, which locates their chunk seams (default: unknown, and the seam score is not reported)",
+    )
+    parser.add_argument(
+        "--chunk-frames",
+        type=int,
+        metavar="FRAMES",
+        help="frames per chunk of these videos, used with --carry-over (default: the protocol's 77)",
     )
     add_evaluation_arguments(parser)
     args = parser.parse_args(argv)
@@ -297,21 +368,28 @@ def main(argv: list[str] | None = None) -> int:
         split = resolve_split(args.split) if distributed.rank() == 0 else None
         distributed.barrier()
         split = (split or resolve_split(args.split, verify="none")).limited(args.limit)
-        horizons = resolve_horizons(args.horizon, split.protocol(), split.shortest_seconds)
-        protocol = split.protocol(horizons_s=horizons, carry_over=args.carry_over)
-        harness = make_harness(protocol, horizons, metrics, args.device, args.weights_dir)
+        if args.horizon:
+            horizons = resolve_horizons(args.horizon, split.protocol(), split.shortest_seconds)
+        else:
+            horizons, dropped = default_horizons(split.protocol(), split.shortest_seconds)
+            if dropped and distributed.rank() == 0:
+                print(f"note: {dropped}", file=sys.stderr)
+        protocol, arguments, unavailable = chunk_structure(split, horizons, args.carry_over, args.chunk_frames)
+        harness = make_harness(protocol, horizons, metrics, args.device, args.weights_dir, unavailable)
     except (BenchmarkError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    num_frames = protocol.horizon_frames(max(horizons))
-    starts = protocol.chunk_starts(num_frames)
-    boundaries = [s + args.carry_over for s in starts[1:]]
+    if args.carry_over is None:
+        boundaries = []
+    else:
+        starts = protocol.chunk_starts(protocol.horizon_frames(max(horizons)))
+        boundaries = [s + protocol.carry_over for s in starts[1:]]
     videos = find_videos(args.videos, split)
     mine = {clip_id: videos[clip_id] for clip_id in distributed.shard([c.id for c in split.clips])}
     evaluation = evaluate_clips(harness, split, protocol, mine, {c: boundaries for c in mine}, progress=not args.no_progress)
     clips, failed = gather(evaluation, split)
     if distributed.rank() == 0:
-        method = {"name": args.method_name, "arguments": {"videos": str(args.videos), "carry_over": args.carry_over}}
+        method = {"name": args.method_name, "arguments": {"videos": str(args.videos), **arguments}}
         results = build_results(harness, clips, failed, split, protocol, method, args.limit, args.device, {"evaluation_s": round(evaluation.seconds, 3)})
         publish(args.out or args.videos / "evaluation", results, clips)
     return 1 if failed else 0

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from . import video
+from .memory import PeakMemory, resident_bytes
 from .metrics import EvaluationHarness
 from .metrics.networks import NetworkUnavailable, build_inception, build_lpips, build_videomae, random_inception_state_dict
 from .metrics.pixels import to_signed_float, to_unit_float
@@ -204,38 +205,26 @@ def rss_child(seconds: float, device: str, full: bool) -> dict:
         metrics = ["psnr", "ssim", "f_psnr", "seam", "fid", "vmae", "fvd_videomae"]
     harness = EvaluationHarness(protocol, horizons_s=[seconds], metrics=metrics, device=device, networks=networks)
     num_frames = harness.num_frames
-    before_mb = proc_status_mb("VmRSS")
-    reset_peak_rss()
-    began = time.perf_counter()
-    harness.evaluate_clip(
-        "rss",
-        prefetch(FramePool(generated).iterate(num_frames, protocol.window_frames)),
-        prefetch(FramePool(truth).iterate(num_frames, protocol.window_frames)),
-        face_boxes=boxes[np.arange(num_frames) % len(boxes)],
-        chunk_boundaries=[s + CARRY_OVER for s in protocol.chunk_starts(num_frames, CARRY_OVER)[1:]],
-    )
+    before_mb = resident_bytes() / 2**20
+    # Host memory on any --device: the RSS goal is about frames held in host memory.
+    with PeakMemory("cpu") as memory:
+        began = time.perf_counter()
+        harness.evaluate_clip(
+            "rss",
+            prefetch(FramePool(generated).iterate(num_frames, protocol.window_frames)),
+            prefetch(FramePool(truth).iterate(num_frames, protocol.window_frames)),
+            face_boxes=boxes[np.arange(num_frames) % len(boxes)],
+            chunk_boundaries=[s + CARRY_OVER for s in protocol.chunk_starts(num_frames, CARRY_OVER)[1:]],
+        )
+        wall_s = time.perf_counter() - began
     return {
         "seconds": seconds,
         "frames": num_frames,
         "rss_before_mb": before_mb,
-        "peak_rss_mb": proc_status_mb("VmHWM"),
-        "wall_s": time.perf_counter() - began,
+        "peak_rss_mb": memory.peak_mb,
+        "wall_s": wall_s,
         "metrics": metrics or "all",
     }
-
-
-def reset_peak_rss() -> None:
-    """Reset the kernel's peak-RSS mark (Linux), so the peak measured is the evaluation's own."""
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-
-
-def proc_status_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure_memory(device: str, full: bool, threads: int | None) -> dict:
@@ -345,7 +334,7 @@ def measure_slice_crcs(repeats: int = 3) -> dict:
     fastest of each is kept, so load from other processes affects both alike. Reading goes through
     ``iter_frames``, which checks every CRC of the CRC'd file.
     """
-    from .split import resolve_split
+    from .splits.registry import resolve_split
     from .video import iter_frames, read_frames
 
     split = resolve_split("synthetic")

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .split import BODY, FACE, FEET, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
+from .splits.manifest import BODY, FACE, FEET, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
 
 __all__ = [
     "BODY",

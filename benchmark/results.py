@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .files import atomic_write_text, temporary_sibling
+from .metrics.records import HorizonMetric
+from .metrics.spec import METRICS
 
 SCHEMA_VERSION = "1.1"
 # 1.1 added ``clip_videos``; 1.0 files load with it empty.
@@ -34,8 +36,18 @@ CSV_ID_COLUMNS = (
     "failed_clips",
     "limited",
 )
-CSV_METRIC_COLUMNS = ("psnr", "ssim", "lpips", "fid", "vmae", "f_psnr", "fvd_videomae", "seam", "identity")
-CSV_COLUMNS = CSV_ID_COLUMNS + CSV_METRIC_COLUMNS
+
+
+def csv_metric_columns() -> tuple[str, ...]:
+    """The metric columns of the summary CSV: each registered metric's ``csv_column``, in registry order."""
+    return tuple(spec.csv_column for spec in METRICS.values() if spec.csv_column)
+
+
+def csv_columns() -> tuple[str, ...]:
+    """The summary CSV's columns: what identifies a run and horizon, then the metric columns. Read
+    from the registry on every call, so a registered metric gets its column."""
+    return CSV_ID_COLUMNS + csv_metric_columns()
+
 
 TRACKED_PACKAGES = (
     "everanimate-bench",
@@ -52,16 +64,8 @@ TRACKED_PACKAGES = (
 )
 
 
-@dataclass
-class MetricResult:
-    horizon_s: float
-    metric: str
-    value: float | None
-    stderr: float | None
-    num_clips: int
-    higher_is_better: bool
-    unavailable_reason: str | None = None
-    extra: dict = field(default_factory=dict)
+# A metric at one horizon: the harness's row type is the row type of results.json.
+MetricResult = HorizonMetric
 
 
 @dataclass
@@ -136,8 +140,9 @@ class RunResults:
                 "limited": "true" if self.limit is not None else "false",
             }
             for m in self.metrics:
-                if abs(m.horizon_s - horizon) < 1e-9 and m.metric in CSV_METRIC_COLUMNS:
-                    row[m.metric] = "" if m.value is None else repr(float(m.value))
+                spec = METRICS.get(m.metric)
+                if abs(m.horizon_s - horizon) < 1e-9 and spec is not None and spec.csv_column:
+                    row[spec.csv_column] = "" if m.value is None else repr(float(m.value))
             rows.append(row)
         return rows
 
@@ -188,7 +193,8 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
 
 
-def csv_text(rows: list[dict], columns: tuple[str, ...] = CSV_COLUMNS) -> str:
+def csv_text(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
+    columns = csv_columns() if columns is None else columns
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="raise", lineterminator="\n")
     writer.writeheader()
@@ -202,9 +208,10 @@ def write_csv(path: str | Path, rows: list[dict]) -> None:
 
 
 def format_table(results: RunResults) -> str:
-    """Horizons as rows, metrics as columns; unavailable metrics show ``n/a`` with a footnote."""
-    metrics = [m for m in CSV_METRIC_COLUMNS if any(r.metric == m for r in results.metrics)]
-    header = ["horizon"] + [name for name in metrics]
+    """Horizons as rows, registered metrics as columns, each at its spec's precision (``value ±
+    standard error``); unavailable metrics show ``n/a`` with a footnote."""
+    metrics = [name for name in METRICS if any(r.metric == name for r in results.metrics)]
+    header = ["horizon", *metrics]
     lines = [header]
     notes: dict[str, str] = {}
     for horizon in results.horizons:
@@ -216,11 +223,8 @@ def format_table(results: RunResults) -> str:
                 row.append("-")
                 continue
             if record.value is None:
-                row.append("n/a")
                 notes[name] = record.unavailable_reason or "unavailable"
-            else:
-                arrow = "" if record.stderr is None else f"±{record.stderr:.3g}"
-                row.append(f"{record.value:.4g}{arrow}")
+            row.append(METRICS[name].format(record.value, record.stderr))
         lines.append(row)
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in lines)
@@ -263,7 +267,8 @@ def plot_drift_curves(path: str | Path, runs: dict[str | None, RunResults], metr
             se = [p.get("stderr") for p in points]
             if all(s is not None for s in se):
                 ax.fill_between(t, [a - b for a, b in zip(v, se)], [a + b for a, b in zip(v, se)], color=line.get_color(), alpha=0.2, lw=0)
-        ax.set_title(metric)
+        spec = METRICS.get(metric)
+        ax.set_title(metric if spec is None else spec.label + (f" ({spec.unit})" if spec.unit else ""))
         ax.set_xlabel("time (s)")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:

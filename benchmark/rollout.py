@@ -35,7 +35,7 @@ from methods.base import ChunkControls, ChunkMethod, ClipContext, Method, VideoM
 from .errors import ClipError
 from .protocol import Protocol
 from .files import atomic_write_text, check_inside, remove_inside, sha256_file, temporary_sibling
-from .split import ClipRecord, Split
+from .splits.manifest import ClipRecord, Split
 from .video import VIDEO_SUFFIX, VideoWriter, concat_videos, iter_frames, write_video
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import resource
 import sys
 import time
 import traceback
@@ -31,9 +30,11 @@ from .errors import BenchmarkError, ClipError
 from .evaluate import add_evaluation_arguments, build_results, check_device, evaluate_clips, gather, make_harness, parse_metrics, publish
 from .files import atomic_write_text, remove_inside
 from .lock import FolderLock
+from .memory import peak_rss_bytes
 from .protocol import Protocol, resolve_horizons
 from .rollout import generate_clip, plan_clip
-from .split import Split, resolve_split
+from .splits.manifest import Split
+from .splits.registry import resolve_split
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +64,8 @@ RUN_OUTPUTS = ("videos", "work", "results.json", "windows.jsonl", "summary.csv",
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set since it started, in MB (:mod:`benchmark.memory`)."""
+    return peak_rss_bytes() / 2**20
 
 
 def _prepare_out(out: Path, run_record: dict, resume: bool, overwrite: bool) -> None:
@@ -177,13 +179,16 @@ def _generate_and_evaluate(args: argparse.Namespace, setup: RunSetup, progress: 
 
     evaluation = evaluate_clips(setup.harness, split, protocol, videos, boundaries, already_failed=failed, progress=progress)
     clips, failed = gather(evaluation, split)
+    # Every process's share of the work: the slowest process's phase times, all chunks, the largest peak.
+    shares = distributed.gather_objects([(distributed.rank(), generation_s, evaluation.seconds, chunk_seconds, _peak_rss_mb())], key=lambda share: share[0])
     if is_main:
+        chunk_seconds = [seconds for share in shares for seconds in share[3]]
         timing = {
-            "generation_s": round(generation_s, 3),
-            "evaluation_s": round(evaluation.seconds, 3),
+            "generation_s": round(max(share[1] for share in shares), 3),
+            "evaluation_s": round(max(share[2] for share in shares), 3),
             "chunks_generated": len(chunk_seconds),
             "seconds_per_chunk": round(sum(chunk_seconds) / len(chunk_seconds), 4) if chunk_seconds else None,
-            "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "peak_rss_mb": round(max(share[4] for share in shares), 1),
         }
         results = build_results(setup.harness, clips, failed, split, protocol, setup.described, args.limit, args.device, timing)
         publish(out, results, clips)

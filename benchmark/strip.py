@@ -17,7 +17,7 @@ import torch
 from .compare import load_run, run_folder, run_labels
 from .errors import BenchmarkError
 from .files import temporary_sibling
-from .split import resolve_split
+from .splits.registry import resolve_split
 from .video import read_frames
 
 

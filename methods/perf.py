@@ -6,10 +6,11 @@ frames, and prints per method: seconds per chunk (mean, and the last chunk's), p
 90 s rollout to that of a 10 s one (an autoregressive method should stay flat: goal <= 1.1). For the whole-video ``unianimate-dit`` a
 "chunk" is the time of one video divided by the chunks the protocol would cut it into.
 
-Memory is the process's resident set on CPU (sampled every 2 ms while a chunk runs) and
-``torch.cuda.max_memory_allocated`` on CUDA. ``--preset tiny-random`` (test weights) runs anywhere in
-seconds; ``--preset synthetic`` needs the trained weights. ``--estimate`` prints the FLOP-based GPU
-estimate for the 14B preset that docs/backbone.md quotes.
+Memory is the process's peak resident set on CPU while a chunk runs and
+``torch.cuda.max_memory_allocated`` on CUDA (:class:`benchmark.memory.PeakMemory`).
+``--preset tiny-random`` (test weights) runs anywhere in seconds; ``--preset synthetic`` needs the
+trained weights. ``--estimate`` prints the FLOP-based GPU estimate for the 14B preset that
+docs/backbone.md quotes.
 """
 
 from __future__ import annotations
@@ -17,62 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from benchmark.memory import PeakMemory
 from benchmark.protocol import Protocol
 
 from .base import ChunkMethod, VideoMethod
 from .wan.random_clip import random_clip_context
-
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def resident_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * PAGE_SIZE
-    except OSError:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-
-
-class PeakMemory:
-    """Peak memory while the block runs: CUDA allocator peak, or sampled resident set on CPU."""
-
-    def __init__(self, device: torch.device, interval_s: float = 0.002):
-        self.device, self.interval_s, self.peak = device, interval_s, 0
-        self._stop = threading.Event()
-
-    def __enter__(self) -> "PeakMemory":
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self.peak = resident_bytes()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.peak = max(self.peak, resident_bytes())
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, resident_bytes())
 
 
 @dataclass

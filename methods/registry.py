@@ -12,9 +12,10 @@ import importlib
 import inspect
 from typing import Any
 
-from .base import Method
+from .base import ChunkMethod, Method, VideoMethod
 
 METHODS: dict[str, str] = {
+    "everanimate": "methods.everanimate:EverAnimate",
     "ground-truth": "methods.sanity:GroundTruth",
     "reference-copy": "methods.sanity:ReferenceCopy",
     "wan-animate": "methods.wan_animate:WanAnimate",
@@ -55,7 +56,7 @@ def method_class(name: str) -> type[Method]:
     cls = getattr(module, class_name, None)
     if cls is None:
         raise MethodError(f"method {name!r}: module {module_name!r} has no {class_name!r}")
-    if not (inspect.isclass(cls) and issubclass(cls, Method)) or inspect.isabstract(cls):
+    if not (inspect.isclass(cls) and issubclass(cls, (ChunkMethod, VideoMethod))) or inspect.isabstract(cls):
         raise MethodError(f"method {name!r}: {target} is not a concrete methods.base.ChunkMethod or VideoMethod subclass")
     return cls
 

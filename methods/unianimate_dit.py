@@ -18,13 +18,12 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.protocol import Protocol
-
 from .base import ClipContext, VideoMethod
 from .wan import flow
 from .wan.backbone import WanBackbone
 from .wan.conditioning import latent_frames, video_frames, with_reference_slot
-from .wan.runtime import BackboneHolder, pad_frames, vae_length
+from .wan.method import WanMethod
+from .wan.runtime import pad_frames, vae_length
 
 OFFICIAL_WINDOW_LATENTS = 21
 OFFICIAL_OVERLAP_LATENTS = 4
@@ -67,13 +66,21 @@ def window_face_frames(start: int, window: int) -> slice:
     return slice(4 * start, 4 * start + video_frames(window))
 
 
-class UniAnimateDiT(VideoMethod):
+DEFAULT_WINDOW_BATCH = 4
+
+
+class UniAnimateDiT(WanMethod, VideoMethod):
     """Options: ``preset``, ``weights``, ``steps`` (default: the protocol's), ``window`` and ``overlap``
     in latents (default: one chunk, scaled overlap), ``window_batch`` (windows per transformer call,
-    a speed/memory trade-off that does not change results). ``backbone=`` for tests."""
+    a speed/memory trade-off). ``backbone=`` for tests.
+
+    The windows' fusion does not depend on ``window_batch``, but the transformer's kernels do: a
+    batch of windows is not computed as the same windows one at a time to the last bit (convolution
+    and matrix-product kernels sum in an order that depends on the batch size), so another
+    ``window_batch`` changes output pixels by rounding (at most one uint8 level in the tests). It is
+    therefore recorded with the results when it is not the default."""
 
     name = "unianimate-dit"
-    requires_extra = "wan"
 
     def __init__(
         self,
@@ -83,26 +90,18 @@ class UniAnimateDiT(VideoMethod):
         steps: int | None = None,
         window: int | None = None,
         overlap: int | None = None,
-        window_batch: int = 4,
+        window_batch: int = DEFAULT_WINDOW_BATCH,
         shift: float = 5.0,
         prompt: str | None = None,
         backbone: WanBackbone | None = None,
     ):
-        super().__init__(device, preset=preset if backbone is None else backbone.name, weights=weights, steps=steps, window=window, overlap=overlap, shift=shift)
+        options: dict[str, Any] = {"steps": steps, "window": window, "overlap": overlap, "shift": shift}
+        if window_batch != DEFAULT_WINDOW_BATCH:
+            options["window_batch"] = window_batch
+        super().__init__(device, preset, weights, backbone, prompt, **options)
         self.steps, self.window, self.overlap = steps, window, overlap
         self.window_batch = max(1, int(window_batch))
         self.shift = float(shift)
-        self._holder = BackboneHolder(preset, weights, self.device, backbone, prompt)
-
-    def describe(self) -> dict[str, Any]:
-        return self._holder.describe(super().describe())
-
-    @property
-    def backbone(self) -> WanBackbone:
-        return self._holder.backbone
-
-    def sampling_steps(self, protocol: Protocol) -> int:
-        return int(self.steps) if self.steps is not None else protocol.sampling_steps
 
     def plan(self, num_frames: int, chunk_frames: int) -> tuple[int, int, int]:
         """``(num_latents, window, overlap)`` for a video of ``num_frames``."""

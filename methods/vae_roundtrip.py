@@ -12,13 +12,13 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .base import ChunkControls, ChunkMethod, ClipContext, State
 from .wan.backbone import LatentCodec, WanBackbone
-from .wan.runtime import BackboneHolder, pad_frames, vae_length
+from .wan.method import WanMethod
+from .wan.runtime import pad_frames, vae_length
 
 
 def trips_for_chunk(chunk_index: int, once: bool) -> int:
@@ -36,13 +36,13 @@ def round_trips(codec: LatentCodec, frames: torch.Tensor, trips: int) -> torch.T
     return current[:length]
 
 
-class VaeRoundTrip(ChunkMethod):
+class VaeRoundTrip(WanMethod, ChunkMethod):
     """Options: ``preset``, ``weights``, ``once`` (one round trip per chunk). Loads only the preset's
     VAE. ``backbone=`` for tests."""
 
     name = "vae-roundtrip"
-    requires_extra = "wan"
     default_carry_over = 1
+    codec_only = True
 
     def __init__(
         self,
@@ -52,16 +52,8 @@ class VaeRoundTrip(ChunkMethod):
         once: bool = False,
         backbone: WanBackbone | None = None,
     ):
-        super().__init__(device, preset=preset if backbone is None else backbone.name, weights=weights, once=bool(once))
+        super().__init__(device, preset, weights, backbone, once=bool(once))
         self.once = bool(once)
-        self._holder = BackboneHolder(preset, weights, self.device, backbone, codec_only=True)
-
-    def describe(self) -> dict[str, Any]:
-        return self._holder.describe(super().describe())
-
-    @property
-    def codec(self) -> LatentCodec:
-        return self._holder.codec
 
     def start(self, clip: ClipContext) -> State:
         self.codec.check_size(clip.height, clip.width)
@@ -76,10 +68,11 @@ class VaeRoundTrip(ChunkMethod):
 
 
 def psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two uint8 videos, MAX 255, mean over frames of the per-frame PSNR (capped at 100)."""
-    diff = a.float() - b.float()
-    mse = diff.pow(2).flatten(1).mean(dim=1).clamp_min(1e-10)
-    return float((10 * torch.log10(255.0**2 / mse)).clamp(max=100.0).mean())
+    """PSNR in dB of two uint8 videos ``(T, H, W, 3)``: the mean over frames of the benchmark's
+    per-frame PSNR (MAX 255, capped at 100 dB), so these tables match the scored numbers."""
+    from benchmark.metrics.frame import mean_psnr
+
+    return mean_psnr(a, b, cap_db=100.0)
 
 
 def round_trip_table(codec: LatentCodec, clips: list[torch.Tensor], max_trips: int) -> list[tuple[int, float]]:
@@ -103,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="first frame of the window in each clip")
     args = parser.parse_args(argv)
 
-    from benchmark.split import resolve_split
+    from benchmark.splits.registry import resolve_split
     from benchmark.video import read_frames
 
     from .wan.presets import load_codec

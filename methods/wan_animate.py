@@ -9,7 +9,6 @@ the drift mechanism of the paper's Finding 1.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -18,18 +17,18 @@ from benchmark.protocol import Protocol
 from .base import ChunkControls, ChunkMethod, ClipContext, State
 from .wan.backbone import WanBackbone
 from .wan.conditioning import latent_frames
-from .wan.runtime import BackboneHolder, pad_frames, vae_length
+from .wan.method import WanMethod
+from .wan.runtime import pad_frames, vae_length
 
 ALLOWED_REFERT = (1, 5)
 
 
-class WanAnimate(ChunkMethod):
+class WanAnimate(WanMethod, ChunkMethod):
     """Options: ``preset`` (``synthetic`` or ``wan2.2-animate-14b``), ``weights`` (local folder),
     ``steps`` (default: the protocol's sampling steps), ``refert_num`` (1 or 5 carried-over frames),
     ``shift`` (sampler time shift, default 5). ``backbone=`` injects a backbone (tests)."""
 
     name = "wan-animate"
-    requires_extra = "wan"
 
     def __init__(
         self,
@@ -42,29 +41,15 @@ class WanAnimate(ChunkMethod):
         prompt: str | None = None,
         backbone: WanBackbone | None = None,
     ):
-        options: dict[str, Any] = {"preset": preset if backbone is None else backbone.name, "weights": weights, "steps": steps, "refert_num": refert_num, "shift": shift}
-        if prompt is not None:
-            options["prompt"] = prompt
-        super().__init__(device, **options)
         if refert_num not in ALLOWED_REFERT:
             raise ValueError(f"refert_num must be one of {ALLOWED_REFERT} (Wan-Animate's choices), got {refert_num}")
+        super().__init__(device, preset, weights, backbone, prompt, steps=steps, refert_num=refert_num, shift=shift)
         self.refert_num = int(refert_num)
         self.steps = steps
         self.shift = float(shift)
-        self._holder = BackboneHolder(preset, weights, self.device, backbone, prompt)
-
-    def describe(self) -> dict[str, Any]:
-        return self._holder.describe(super().describe())
-
-    @property
-    def backbone(self) -> WanBackbone:
-        return self._holder.backbone
 
     def carry_over_frames(self, protocol: Protocol) -> int:
         return self.refert_num
-
-    def sampling_steps(self, protocol: Protocol) -> int:
-        return int(self.steps) if self.steps is not None else protocol.sampling_steps
 
     def start(self, clip: ClipContext) -> State:
         backbone = self.backbone

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from benchmark.split import KEYPOINT_LAYOUT, load_split, make_clip_record, write_manifest  # noqa: E402
-from benchmark.video import write_video  # noqa: E402
+from benchmark.splits.clip_files import write_clip  # noqa: E402
+from benchmark.splits.manifest import KEYPOINT_LAYOUT, load_split, write_manifest  # noqa: E402
 
 TINY_W, TINY_H, TINY_FACE, TINY_FRAMES = 32, 48, 16, 250
 
@@ -50,21 +49,11 @@ def make_tiny_split(root: Path, num_clips: int = 2, num_frames: int = TINY_FRAME
     for index in range(num_clips):
         clip_id = f"tiny{index:02d}"
         data = render_tiny_clip(index, num_frames)
-        files = {
-            "video": f"{clip_id}/video.mkv",
-            "pose_video": f"{clip_id}/pose.mkv",
-            "face_video": f"{clip_id}/face.mkv",
-            "keypoints": f"{clip_id}/keypoints.npz",
-            "reference": f"{clip_id}/reference.png",
-        }
-        (root / clip_id).mkdir(exist_ok=True)
-        write_video(root / files["video"], data["rgb"], 25)
-        write_video(root / files["pose_video"], data["pose"], 25)
-        write_video(root / files["face_video"], data["face"], 25)
-        np.savez(root / files["keypoints"], keypoints=data["keypoints"], face_boxes=data["face_boxes"])
-        Image.fromarray(data["rgb"][0]).save(root / files["reference"])
         records.append(
-            make_clip_record(root, clip_id, files, fps=25, num_frames=num_frames, width=TINY_W, height=TINY_H, source="test fixture", license="CC0-1.0")
+            write_clip(
+                root, clip_id, clip_id, fps=25, video=data["rgb"], pose_video=data["pose"], face_video=data["face"],
+                keypoints=data["keypoints"], face_boxes=data["face_boxes"], source="test fixture", license="CC0-1.0",
+            )  # fmt: skip
         )
     write_manifest(root, "tiny", "1", 25, TINY_W, TINY_H, TINY_FACE, records, description=f"test split ({KEYPOINT_LAYOUT})")
     return root
@@ -96,3 +85,35 @@ def tiny_split(tiny_split_dir):
 def tiny_split_copy(tmp_path) -> Path:
     """A fresh split folder a test may damage."""
     return make_tiny_split(tmp_path / "split")
+
+
+class Interrupted(Exception):
+    """Raised by a test to stop a rollout in the middle, as a crash would."""
+
+
+def check_resume_matches(make_method, split, protocol, num_frames: int, tmp_path: Path, crash_at: int = 2) -> None:
+    """A rollout through the runner that crashes at chunk ``crash_at`` and is resumed with a fresh
+    method (``make_method()``) writes the same video as one that ran straight through."""
+    import torch
+
+    from benchmark.rollout import generate_clip, plan_clip
+    from benchmark.video import read_frames
+
+    clip = split.clips[0]
+    plan = plan_clip(protocol, clip, num_frames)
+    device = torch.device("cpu")
+    straight, _ = generate_clip(make_method(), split, protocol, plan, tmp_path / "straight", "fp", False, device)
+    crashing = make_method()
+    original = crashing.generate_chunk
+
+    def crash(state, controls):
+        if controls.index == crash_at:
+            raise Interrupted
+        return original(state, controls)
+
+    crashing.generate_chunk = crash
+    with pytest.raises(Interrupted):
+        generate_clip(crashing, split, protocol, plan, tmp_path / "resumed", "fp", True, device)
+    resumed, timings = generate_clip(make_method(), split, protocol, plan, tmp_path / "resumed", "fp", True, device)
+    assert len(timings) == len(plan.starts) - crash_at
+    assert torch.equal(read_frames(straight), read_frames(resumed))

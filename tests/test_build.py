@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 import types
+import zipfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,11 +14,14 @@ import av
 import numpy as np
 import pytest
 
-from benchmark import build
-from benchmark.build import BuildError, RtmlibWholebody, build_split, save_keypoints, select_person
-from benchmark.errors import ClipError
+from benchmark.errors import BuildError, ClipError
 from benchmark.files import sha256_file
-from benchmark.split import FACE, MANIFEST_NAME, load_split, main
+from benchmark.splits import build
+from benchmark.splits.__main__ import main
+from benchmark.splits.build import build_split
+from benchmark.splits.clip_files import save_keypoints
+from benchmark.splits.manifest import FACE, MANIFEST_NAME, load_split
+from benchmark.splits.pose_estimation import RtmlibWholebody, select_person
 from benchmark.video import read_frames
 
 SMALL_LANDSCAPE = (96, 64)
@@ -88,7 +93,7 @@ def source_videos(tmp_path_factory) -> dict[str, Path]:
 def landscape_split(source_videos, tmp_path_factory):
     out = tmp_path_factory.mktemp("built") / "land"
     return build_split(
-        source_videos["landscape"], out, name="mine", version="2", pose_estimator=StubEstimator(),
+        source_videos["landscape"], out, name="mine", version="2", pose_estimator=StubEstimator(), horizons=[2],
         face_size=32, landscape_size=SMALL_LANDSCAPE, batch_size=16, progress=False, license="CC-BY-4.0",
     )  # fmt: skip
 
@@ -140,7 +145,7 @@ def test_pose_video_shows_the_skeleton(landscape_split):
 def test_portrait_video_gets_the_portrait_resolution(source_videos, tmp_path):
     split = build_split(
         source_videos["portrait"], tmp_path / "portrait", pose_estimator=StubEstimator(), face_size=32,
-        landscape_size=SMALL_LANDSCAPE, progress=False, max_seconds=1.0,
+        landscape_size=SMALL_LANDSCAPE, progress=False, max_seconds=1.0, horizons=[1],
     )  # fmt: skip
     assert (split.width, split.height) == (64, 96)
     (clip,) = split.clips
@@ -165,9 +170,10 @@ def test_cli_build_and_info(source_videos, tmp_path, monkeypatch, capsys):
     estimator = StubEstimator()
     monkeypatch.setattr(build, "load_pose_estimator", lambda *args, **kwargs: estimator)
     out = tmp_path / "cli"
-    argv = ["build", "--videos", str(source_videos["landscape"]), "--out", str(out), "--name", "cli", "--max-seconds", "0.4", "--face-size", "24", "--no-progress"]
+    argv = ["build", "--videos", str(source_videos["landscape"]), "--out", str(out), "--name", "cli", "--min-seconds", "0.4", "--max-seconds", "0.4", "--face-size", "24", "--no-progress"]
     assert main(argv) == 0
     assert estimator.calls > 0
+    assert "minimum clip length 0.4 s: --min-seconds" in capsys.readouterr().out
     split = load_split(out)
     assert (split.width, split.height, split.face_size) == (832, 480, 24)
     assert split.clips[0].num_frames == 10
@@ -206,19 +212,38 @@ def test_empty_folder_and_bad_names(tmp_path):
         build_split(videos, tmp_path / "out", pose_estimator=StubEstimator(), progress=False)
 
 
+def test_minimum_length_is_the_longest_horizon(source_videos, tmp_path, capsys):
+    """A 2.2 s video supports a 2 s horizon, not a 4 s one; the default asks for 90 s."""
+    with pytest.raises(BuildError, match=r"minimum clip length 90 s: the longest horizon.*walk_01.mp4 is 2.20 s long \(55 frames.*up to 2 s \(none of those asked\)"):
+        build_split(source_videos["landscape"], tmp_path / "a", pose_estimator=StubEstimator(), progress=False)
+    with pytest.raises(BuildError, match=r"minimum clip length 4 s.*walk_01.mp4 is 2.20 s long.*up to 2 s \(of those asked: 2 s\)"):
+        build_split(source_videos["landscape"], tmp_path / "b", pose_estimator=StubEstimator(), horizons=[2, 4], progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # The CLI prints the rule it used, and an explicit --min-seconds says what it gives up.
+    code = main(["build", "--videos", str(source_videos["landscape"]), "--out", str(tmp_path / "c"), "--horizon", "4", "--min-seconds", "3", "--no-progress"])
+    assert code != 0
+    printed = capsys.readouterr()
+    assert "minimum clip length 3 s: --min-seconds (clips shorter than 4 s will not support every horizon of 4 s)" in printed.out
+    assert "walk_01.mp4 is 2.20 s long" in printed.err
+    with pytest.raises(BuildError, match="whole number of seconds"):
+        build_split(source_videos["landscape"], tmp_path / "d", pose_estimator=StubEstimator(), horizons=[2.5])
+    with pytest.raises(BuildError, match="--max-seconds 1 keeps less than the minimum clip length 2 s"):
+        build_split(source_videos["landscape"], tmp_path / "e", pose_estimator=StubEstimator(), horizons=[2], max_seconds=1.0)
+
+
 def test_too_short_and_no_person(source_videos, tmp_path):
     short = tmp_path / "short"
     short.mkdir()
     write_source_video(short / "blink.mp4", 64, 48, 25, 10)
-    with pytest.raises(ClipError, match="blink.mp4.*too short"):
-        build_split(short, tmp_path / "out", pose_estimator=StubEstimator(), progress=False)
+    with pytest.raises(BuildError, match=r"too short.*blink.mp4 is 0.40 s long.*too short for any horizon"):
+        build_split(short, tmp_path / "out", pose_estimator=StubEstimator(), horizons=[1], progress=False)
 
     def nobody(frames: np.ndarray) -> np.ndarray:
         return np.zeros((len(frames), 133, 3), np.float32)
 
     out = tmp_path / "out2"
     with pytest.raises(ClipError, match="walk_01.mp4.*no person found in frame 0"):
-        build_split(source_videos["landscape"], out, pose_estimator=nobody, landscape_size=SMALL_LANDSCAPE, face_size=16, progress=False)
+        build_split(source_videos["landscape"], out, pose_estimator=nobody, horizons=[2], landscape_size=SMALL_LANDSCAPE, face_size=16, progress=False)
     assert not (out / MANIFEST_NAME).exists()
     assert not any((out / "clips").iterdir())  # the partial clip folder was removed
 
@@ -260,12 +285,21 @@ def test_rtmlib_wrapper_feeds_bgr_and_converts(monkeypatch):
         RtmlibWholebody(pose_model="/no/such/model.onnx")
 
 
-def test_keypoint_files_are_byte_reproducible(tmp_path):
+def test_keypoint_files_do_not_depend_on_when_they_are_written(tmp_path, monkeypatch):
+    """A zip entry can carry the time it was written (``zipfile`` stamps the clock, older ``np.savez``
+    the temporary file's mtime), which would change a split's hash on every build. Written under
+    two clocks years apart, the files must be equal and carry no time at all."""
     keypoints = np.random.default_rng(0).random((5, 133, 3), dtype=np.float32)
     boxes = np.full((5, 4), np.nan, np.float32)
+    monkeypatch.setattr(time, "time", lambda: 978_307_200.0)  # 2001-01-01
     save_keypoints(tmp_path / "a.npz", keypoints, boxes)
+    monkeypatch.setattr(time, "time", lambda: 1_940_000_000.0)  # 2031-06-22
     save_keypoints(tmp_path / "b.npz", keypoints, boxes)
+    monkeypatch.undo()
     digest = [hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() for name in ("a.npz", "b.npz")]
     assert digest[0] == digest[1]
+    with zipfile.ZipFile(tmp_path / "a.npz") as archive:
+        assert [info.filename for info in archive.infolist()] == ["keypoints.npy", "face_boxes.npy"]
+        assert all(info.date_time == (1980, 1, 1, 0, 0, 0) and not info.extra for info in archive.infolist())
     with np.load(tmp_path / "a.npz") as data:
         assert np.array_equal(data["keypoints"], keypoints) and np.isnan(data["face_boxes"]).all()

@@ -34,6 +34,19 @@ def test_table_has_a_row_per_method_and_horizon(runs, capsys):
     assert (runs / "drift.png").stat().st_size > 0
 
 
+def test_the_run_table_and_the_comparison_print_each_metric_at_its_precision(runs):
+    from benchmark.results import format_table
+
+    run = compare.load_run(runs / "reference-copy")
+    table = format_table(run)
+    comparison = compare.comparison_table({"r": run}, ("psnr", "ssim"))
+    for metric, decimals in (("psnr", 2), ("ssim", 4)):
+        for horizon in (2, 4):
+            record = run.record(metric, horizon)
+            cell = f"{record.value:.{decimals}f} ± {record.stderr:.{decimals}f}"
+            assert cell in table and cell in comparison
+
+
 def test_partial_runs_are_refused_unless_allowed(runs, capsys):
     assert compare.main([str(runs / "ground-truth"), str(runs / "limited")]) == 2
     assert "--limit 1" in capsys.readouterr().err
@@ -115,6 +128,6 @@ def _split_dir(runs):
 
 
 def _frame_height(runs):
-    from benchmark.split import load_split
+    from benchmark.splits.manifest import load_split
 
     return load_split(_split_dir(runs)).height

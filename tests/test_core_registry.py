@@ -21,7 +21,7 @@ def test_registry_is_lazy():
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("nope", "unknown method 'nope'; known methods: ground-truth"),
+        ("nope", "unknown method 'nope'; known methods: everanimate, ground-truth"),
         ("methods.sanity:Nope", "module 'methods.sanity' has no 'Nope'"),
         ("json:JSONDecoder", "is not a concrete methods.base.ChunkMethod or VideoMethod subclass"),
         ("methods.base:ChunkMethod", "is not a concrete"),

@@ -11,7 +11,7 @@ import pytest
 
 from benchmark import evaluate as evaluate_cli
 from benchmark import run as run_cli
-from benchmark.results import CSV_COLUMNS, RunResults
+from benchmark.results import RunResults, csv_columns
 from benchmark.video import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +31,7 @@ def test_ground_truth_hits_the_caps(tmp_path, tiny_split_dir):
     assert results.value("psnr", 4) == 100.0
     assert results.value("ssim", 4) == pytest.approx(1.0, abs=1e-6)
     assert results.value("f_psnr", 4) == 100.0
+    assert results.value("seam", 4) == 1.0  # the runner knows its chunk boundaries: ground truth has no seams
     assert results.limit == 1 and not results.comparable
     assert results.protocol_hash and results.split["content_hash"] and results.packages["torch"]
     assert results.method == {"name": "ground-truth", "arguments": {}}
@@ -38,7 +39,7 @@ def test_ground_truth_hits_the_caps(tmp_path, tiny_split_dir):
     for name in ("windows.jsonl", "summary.csv", "drift.png"):
         assert (out / name).stat().st_size > 0
     rows = list(csv.DictReader((out / "summary.csv").open()))
-    assert tuple(rows[0]) == CSV_COLUMNS and rows[0]["horizon_s"] == "4" and rows[0]["limited"] == "true"
+    assert tuple(rows[0]) == csv_columns() and rows[0]["horizon_s"] == "4" and rows[0]["limited"] == "true"
     windows = [json.loads(line) for line in (out / "windows.jsonl").open()]
     assert {w["window"] for w in windows if w["metric"] == "psnr"} == {0, 1, 2, 3}
 
@@ -134,6 +135,7 @@ def test_evaluate_external_videos(tmp_path, tiny_split_dir, tiny_split):
     results = RunResults.load(tmp_path / "eval" / "results.json")
     assert results.value("psnr", 4) == 100.0
     assert "tiny01" in results.clips_failed and "no video" in results.clips_failed["tiny01"]
+    assert results.value("seam", 4) is None and "chunk structure unknown" in results.record("seam", 4).unavailable_reason
 
 
 def test_evaluate_names_the_file_on_bad_videos(tmp_path, tiny_split_dir, tiny_split):

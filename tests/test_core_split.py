@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from benchmark.errors import ClipError, ManifestError
-from benchmark.split import MANIFEST_NAME, ClipRecord, load_split, make_clip_record, write_manifest
+from benchmark.splits.manifest import MANIFEST_NAME, ClipRecord, load_split, make_clip_record, write_manifest
 from benchmark.video import write_video
 
 

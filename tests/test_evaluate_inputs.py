@@ -144,3 +144,98 @@ def test_results_written_before_clip_videos_still_load(tmp_path, tiny_split_dir,
     old["schema_version"] = "0.9"
     with pytest.raises(ValueError, match="results schema '0.9'"):
         RunResults.from_dict(old)
+
+
+# ---- chunk structure: the seam score only where it is known --------------------------------------
+SEAMS = ["--metrics", "psnr,seam", "--no-progress", "--horizon", "4"]
+
+
+@pytest.fixture(scope="module")
+def lossy_copies(tmp_path_factory, truth):
+    """An H.264 copy of every ground-truth clip: small compression changes in every frame, no seams."""
+    videos = tmp_path_factory.mktemp("lossy")
+    for clip_id, frames in truth.items():
+        write_h264(videos / f"{clip_id}.mp4", frames)
+    return videos
+
+
+def evaluate_with(videos: Path, split_dir: Path, out: Path, *extra: str) -> tuple[int, RunResults]:
+    code = evaluate_cli.main(["--videos", str(videos), "--split", str(split_dir), "--out", str(out), *SEAMS, *extra])
+    return code, RunResults.load(out / "results.json")
+
+
+def test_without_carry_over_the_seam_score_is_unavailable_with_the_reason(tmp_path, tiny_split_dir, lossy_copies, capsys):
+    code, results = evaluate_with(lossy_copies, tiny_split_dir, tmp_path / "eval")
+    assert code == 0
+    seam = results.record("seam", 4)
+    assert seam.value is None and seam.unavailable_reason == evaluate_cli.CHUNK_STRUCTURE_UNKNOWN
+    assert "pass --carry-over FRAMES (and --chunk-frames)" in seam.unavailable_reason
+    assert results.value("psnr", 4) < 100
+    assert results.method["arguments"]["carry_over"] == "unknown"
+    assert results.protocol["carry_over"] == 0 and results.protocol["chunk_frames"] == 77
+    assert "n/a seam: chunk structure unknown" in capsys.readouterr().out
+
+
+def test_a_given_chunk_structure_is_scored_and_recorded(tmp_path, tiny_split_dir, lossy_copies):
+    code, results = evaluate_with(lossy_copies, tiny_split_dir, tmp_path / "eval", "--carry-over", "0")
+    assert code == 0
+    assert results.value("seam", 4) is not None and results.record("seam", 4).unavailable_reason is None
+    assert results.method["arguments"] == {"videos": str(lossy_copies), "carry_over": 0, "chunk_frames": 77}
+
+    code, short = evaluate_with(lossy_copies, tiny_split_dir, tmp_path / "short", "--carry-over", "2", "--chunk-frames", "30")
+    assert code == 0
+    assert (short.protocol["chunk_frames"], short.protocol["carry_over"]) == (30, 2)
+    assert short.method["arguments"]["chunk_frames"] == 30
+    # Boundaries at 30, 58 and 86 instead of 77: another seam score from the same frames.
+    assert short.value("seam", 4) is not None and short.value("seam", 4) != results.value("seam", 4)
+    assert short.value("psnr", 4) == results.value("psnr", 4)
+
+
+def test_evaluations_with_and_without_a_chunk_structure_compare(tmp_path, tiny_split_dir, lossy_copies, capsys):
+    from benchmark import compare
+
+    evaluate_with(lossy_copies, tiny_split_dir, tmp_path / "unknown")
+    evaluate_with(lossy_copies, tiny_split_dir, tmp_path / "known", "--carry-over", "2", "--chunk-frames", "30")
+    capsys.readouterr()
+    assert compare.main([str(tmp_path / "unknown"), str(tmp_path / "known"), "--metrics", "psnr,seam"]) == 0
+    table = capsys.readouterr().out
+    assert "external (carry_over=unknown)" in table and "external (carry_over=2" in table
+
+
+@pytest.mark.parametrize("arguments, message", [(["--carry-over", "77"], "carry-over must be in [0, 77)"), (["--carry-over", "1", "--chunk-frames", "1"], "chunk_frames")])
+def test_an_impossible_chunk_structure_is_an_input_error(tmp_path, tiny_split_dir, lossy_copies, capsys, arguments, message):
+    code = evaluate_cli.main(["--videos", str(lossy_copies), "--split", str(tiny_split_dir), "--out", str(tmp_path / "eval"), *SEAMS, *arguments])
+    assert code == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "eval").exists()
+
+
+# ---- default horizons ---------------------------------------------------------------------------
+def test_default_horizons_are_the_ones_the_split_holds(tmp_path, tiny_split_dir, truth, capsys):
+    videos = tmp_path / "videos"
+    for clip_id, frames in truth.items():
+        write_video(videos / f"{clip_id}.mkv", frames, 25)
+    code = evaluate_cli.main(["--videos", str(videos), "--split", str(tiny_split_dir), "--out", str(tmp_path / "eval"), "--metrics", "psnr", "--no-progress"])
+    assert code == 0
+    assert RunResults.load(tmp_path / "eval" / "results.json").horizons == [10.0]
+    notes = [line for line in capsys.readouterr().err.splitlines() if "dropped" in line]
+    assert notes == ["note: horizons 30, 60, 90 s dropped: the shortest clip is 10.0 s"]
+
+
+def test_no_default_horizon_fitting_is_an_input_error_naming_the_longest(tmp_path, capsys):
+    from conftest import make_tiny_split
+
+    split_dir = make_tiny_split(tmp_path / "short", num_frames=112)
+    (tmp_path / "videos").mkdir()
+    code = evaluate_cli.main(["--videos", str(tmp_path / "videos"), "--split", str(split_dir), "--metrics", "psnr", "--no-progress"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "no default horizon (10, 30, 60, 90 s) fits in the shortest clip of the split (4.5 s)" in error
+    assert "supports horizons up to 4 s" in error and "Traceback" not in error
+
+
+def test_explicit_horizons_and_the_runner_stay_strict(tmp_path, tiny_split_dir, capsys):
+    (tmp_path / "videos").mkdir()
+    code = evaluate_cli.main(["--videos", str(tmp_path / "videos"), "--split", str(tiny_split_dir), "--horizon", "12", "--no-progress"])
+    assert code == 2 and "horizon 12 s exceeds the shortest clip" in capsys.readouterr().err
+    code = run_cli.main(["--method", "ground-truth", "--split", str(tiny_split_dir), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2 and "horizon 30 s exceeds the shortest clip" in capsys.readouterr().err

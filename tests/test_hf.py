@@ -8,9 +8,10 @@ import pytest
 
 pytest.importorskip("datasets")
 
-from benchmark.hf import SIDECAR_NAME, HFError, export_split, import_split  # noqa: E402
 from benchmark.errors import ClipError  # noqa: E402
-from benchmark.split import CLIP_FILE_FIELDS, MANIFEST_NAME, main  # noqa: E402
+from benchmark.splits.__main__ import main  # noqa: E402
+from benchmark.splits.hf import SIDECAR_NAME, HFError, export_split, import_split  # noqa: E402
+from benchmark.splits.manifest import CLIP_FILE_FIELDS, MANIFEST_NAME  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def evaluate_and_aggregate() -> dict | None:
     if distributed.rank() != 0:
         return None
     result = harness.aggregate(evaluations)
-    state = {name: metric.feature_sum.tolist() for name, metric in (("fid", harness._fid), ("fvd", harness._fvd))}
+    state = {name: metric.feature_sum.tolist() for name, metric in harness._pooled.items()}
     return {"result": result.to_json(), "pooled_sums": state, "clips": [ev.to_json() for ev in evaluations]}
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmark.errors import ClipError
-from benchmark.metrics import ALL_METRICS, ClipEvaluation, EvaluationHarness
+from benchmark.metrics import METRICS, ClipEvaluation, EvaluationHarness
 from benchmark.metrics.testing import batches, stand_in_networks, synthetic_clip
 from benchmark.protocol import Protocol
 from benchmark.weights import WeightsConfig
@@ -64,7 +64,7 @@ def test_every_metric_is_computed_with_stand_in_networks(networks, clips):
     harness = make_harness(networks)
     result = harness.aggregate(run(harness, clips))
     assert harness.unavailable == {}
-    assert {row.metric for row in result.horizons} == set(ALL_METRICS)
+    assert {row.metric for row in result.horizons} == set(METRICS)
     for row in result.horizons:
         assert row.value is not None and math.isfinite(row.value), row
         assert row.num_clips == len(CLIP_IDS)
@@ -104,7 +104,7 @@ def test_one_pass_for_all_horizons_equals_separate_runs(networks, clips):
     for horizon in HORIZONS:
         alone = make_harness(networks, horizons=[horizon])
         alone_rows = rows_by_key(alone.aggregate(run(alone, clips)))
-        for metric in ALL_METRICS:
+        for metric in METRICS:
             assert combined_rows[(metric, horizon)] == alone_rows[(metric, horizon)], metric
 
 

@@ -12,7 +12,7 @@ from skimage.metrics import structural_similarity
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from benchmark.metrics import as_uint8_frames, to_unit_float
-from benchmark.metrics.frame import FacePSNR, face_box_pixels, psnr_per_frame, ssim_per_frame
+from benchmark.metrics.frame import SSIM, FacePSNR, face_box_pixels, mean_psnr, psnr_per_frame, ssim_per_frame
 from benchmark.metrics.records import ClipEvaluation
 from benchmark.metrics.temporal import SeamScore
 from benchmark.metrics.testing import synthetic_clip
@@ -59,6 +59,19 @@ def test_psnr_of_identical_frames_is_the_cap_and_cap_bounds_near_identical(clip)
     assert psnr_per_frame(nearly, exact, cap_db=200.0)[0] == pytest.approx(10 * math.log10(255**2 * exact.numel()))
 
 
+def test_one_psnr_serves_uint8_and_float_frames_and_the_methods(clip):
+    from methods.vae_roundtrip import psnr_uint8
+    from methods.wan.data import psnr as training_psnr
+
+    generated, truth, _ = clip
+    per_frame = psnr_per_frame(generated, truth)
+    assert psnr_per_frame(generated.float() / 255, truth.double() / 255) == per_frame
+    assert mean_psnr(generated, truth) == math.fsum(per_frame) / len(per_frame)
+    assert psnr_uint8(generated, truth) == mean_psnr(generated, truth)
+    as_video = lambda frames: (frames.double() / 127.5 - 1).permute(3, 0, 1, 2)[None]  # noqa: E731
+    assert training_psnr(as_video(generated), as_video(truth)) == mean_psnr(generated, truth)
+
+
 def _skimage_ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     return structural_similarity(
         a.numpy() / 255.0, b.numpy() / 255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1, data_range=1
@@ -75,6 +88,50 @@ def test_ssim_matches_scikit_image(clip):
         assert ours == pytest.approx(_skimage_ssim(a, b), abs=1e-4)
     batched = ssim_per_frame(to_unit_float(generated), to_unit_float(truth))
     assert batched.dtype == torch.float64 and batched.shape == (len(truth),)
+
+
+# docs/metrics.md: SSIM agrees with scikit-image within 1e-12 (float64 statistics, as scikit-image).
+SSIM_AGREEMENT = 1e-12
+
+
+def _photo_480p(image: np.ndarray) -> np.ndarray:
+    """A scikit-image photograph resized to cover 832x480 (antialiased) and centre-cropped to it."""
+    from skimage.transform import resize
+
+    scale = max(480 / image.shape[0], 832 / image.shape[1])
+    height, width = math.ceil(image.shape[0] * scale), math.ceil(image.shape[1] * scale)
+    resized = resize(image, (height, width), anti_aliasing=True)
+    top, left = (height - 480) // 2, (width - 832) // 2
+    return np.rint(resized[top : top + 480, left : left + 832] * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def photo_pairs_480p():
+    """(distorted, original) 832x480 pairs: noise, blur and a shift of three photographs."""
+    from skimage.filters import gaussian
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for image in (data.astronaut(), data.coffee(), data.chelsea()):
+        photo = _photo_480p(image)
+        noisy = np.clip(np.rint(photo + rng.normal(0, 12, photo.shape)), 0, 255).astype(np.uint8)
+        blurred = np.rint(gaussian(photo, sigma=2, channel_axis=-1) * 255).astype(np.uint8)
+        shifted = np.roll(photo, (3, 5), axis=(0, 1))
+        pairs += [(torch.from_numpy(d), torch.from_numpy(photo)) for d in (noisy, blurred, shifted)]
+    return pairs
+
+
+def test_ssim_matches_scikit_image_on_480p_photographs(photo_pairs_480p):
+    expected = [_skimage_ssim(a, b) for a, b in photo_pairs_480p]
+    for (a, b), reference in zip(photo_pairs_480p, expected):
+        ours = float(ssim_per_frame(to_unit_float(a[None], torch.float64), to_unit_float(b[None], torch.float64))[0])
+        assert abs(ours - reference) <= SSIM_AGREEMENT
+    # The harness's metric (uint8 frames in, one window) gives the same per-frame values.
+    metric = SSIM(num_windows=1)
+    metric.update(torch.stack([a for a, _ in photo_pairs_480p]), torch.stack([b for _, b in photo_pairs_480p]), 0)
+    sums, counts = metric.compute()
+    assert counts == [len(expected)]
+    assert abs(sums[0] / counts[0] - math.fsum(expected) / len(expected)) <= SSIM_AGREEMENT
 
 
 def test_ssim_of_identical_frames_is_one(clip):

@@ -16,12 +16,13 @@ import pytest
 from PIL import Image
 
 from benchmark import run as run_cli
-from benchmark import split as split_module
 from benchmark.errors import ClipError, ManifestError
 from benchmark.files import UnsafePathError, check_clip_id, remove_inside, resolve_inside
 from benchmark.lock import FolderLock
 from benchmark.results import RunResults
-from benchmark.split import MANIFEST_NAME, content_hash, load_split
+from benchmark.splits import __main__ as splits_cli
+from benchmark.splits import manifest as manifest_module
+from benchmark.splits.manifest import MANIFEST_NAME, content_hash, load_split
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--metrics", "psnr", "--no-progress"]
@@ -34,7 +35,7 @@ def edit_manifest(root: Path, edit) -> None:
     edit(document)
     if isinstance(document, dict) and isinstance(document.get("clips"), list) and all(isinstance(c, dict) for c in document["clips"]):
         meta = {k: document[k] for k in ("name", "version", "fps", "width", "height", "face_size", "keypoint_layout")}
-        document["content_hash"] = content_hash([split_module.ClipRecord(**c) for c in document["clips"]], meta)
+        document["content_hash"] = content_hash([manifest_module.ClipRecord(**c) for c in document["clips"]], meta)
     path.write_text(json.dumps(document))
 
 
@@ -120,7 +121,7 @@ def test_the_reference_must_be_frame_zero(tiny_split_copy):
     image = np.asarray(Image.open(path)).copy()
     image[0, 0] ^= 1
     Image.fromarray(image).save(path)
-    edit_manifest(tiny_split_copy, set_clip(1, reference_sha256=split_module.sha256_file(path)))
+    edit_manifest(tiny_split_copy, set_clip(1, reference_sha256=manifest_module.sha256_file(path)))
     with pytest.raises(ClipError, match=r"clip 'tiny01'.*reference differs from frame 0.*max difference 1"):
         load_split(tiny_split_copy)
 
@@ -129,7 +130,7 @@ def test_hf_import_refuses_unsafe_ids(tiny_split, tmp_path):
     pytest.importorskip("datasets")
     import datasets
 
-    from benchmark.hf import export_split, import_split
+    from benchmark.splits.hf import export_split, import_split
 
     exported = export_split(tiny_split, tmp_path / "ds")
     dataset = datasets.load_from_disk(str(exported))
@@ -147,7 +148,7 @@ def test_hf_import_refuses_unsafe_ids(tiny_split, tmp_path):
 
 
 def test_builder_refuses_unsafe_file_names(tmp_path):
-    from benchmark.build import find_videos
+    from benchmark.splits.sources import find_videos
 
     (tmp_path / "bad name.mp4").write_bytes(b"")
     with pytest.raises(ClipError, match="not a safe one"):
@@ -252,7 +253,7 @@ def test_a_cli_process_prints_one_line_and_no_traceback(tmp_path, tiny_split_dir
         cwd=ROOT,
     )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"error: --metrics 'psnr,ssmi': unknown metric(s) ssmi; choose from psnr,ssim,lpips,fid,vmae,fvd_videomae,f_psnr,seam,identity"]
+    assert done.stderr.strip().splitlines() == [f"error: --metrics 'psnr,ssmi': unknown metric(s) ssmi; choose from psnr,ssim,lpips,fid,vmae,f_psnr,fvd_videomae,seam,identity"]
     assert not (tmp_path / "o" / "videos").exists()
 
 
@@ -338,8 +339,8 @@ def test_resume_regenerates_nothing_when_finished_and_a_changed_video_when_not(t
 def test_files_are_hashed_once_then_checked_by_size_and_time(tiny_split_copy, monkeypatch):
     load_split(tiny_split_copy)
     calls = []
-    real = split_module.sha256_file
-    monkeypatch.setattr(split_module, "sha256_file", lambda path: calls.append(Path(path).name) or real(path))
+    real = manifest_module.sha256_file
+    monkeypatch.setattr(manifest_module, "sha256_file", lambda path: calls.append(Path(path).name) or real(path))
     load_split(tiny_split_copy)
     assert calls == []
     path = tiny_split_copy / "tiny00" / "keypoints.npz"
@@ -364,5 +365,5 @@ def test_a_changed_file_with_the_same_size_is_caught(tiny_split_copy):
 
 
 def test_verify_command(tiny_split_dir, capsys):
-    assert split_module.main(["verify", str(tiny_split_dir)]) == 0
+    assert splits_cli.main(["verify", str(tiny_split_dir)]) == 0
     assert "2 clips, 10 files verified" in capsys.readouterr().out

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -12,7 +14,8 @@ from methods.wan.checkpoint import load_checkpoint, save_checkpoint, step_genera
 from methods.wan.data import ClipArrays, psnr, ssim
 from methods.wan.presets import TINY_VAE_CONFIG, build_vae, tiny_random_backbone
 from methods.wan.train_base import ExponentialAverage, WindowBank, build_bank, flow_matching_step, training_batch
-from methods.wan.train_vae import decode_unclamped, learning_rate, reconstruction_loss, sample_batch
+from methods.wan.train_vae import decode_unclamped, reconstruction_loss, sample_batch
+from methods.wan.training import learning_rate
 
 
 def _clips(count: int = 2, frames: int = 90, size: int = 32) -> list[ClipArrays]:
@@ -151,3 +154,63 @@ def test_model_card_command_spells_out_every_weight_changing_option():
     assert "--steps 9000" in command and "--reference-slot-loss-from 4500" in command
     assert all(f"--{name.replace('_', '-')} " in command for name in COMMAND_OPTIONS)
     assert build_parser().parse_args(command.split()[3:-1]) == args
+
+
+def test_both_training_scripts_run_on_the_shared_helpers():
+    from methods.wan import train_base, train_vae, training
+
+    for name in ("DEFAULT_ROOT", "learning_rate", "resume_run", "save_run", "LossLog", "record_evaluation"):
+        assert getattr(train_vae, name) is getattr(training, name) and getattr(train_base, name) is getattr(training, name)
+
+
+def test_training_helpers_decide_when_to_log_evaluate_and_save(tmp_path):
+    from methods.wan.training import LOG_EVERY, LossLog, due
+
+    assert [step for step in range(1, 11) if due(step, 4, 10, out_of_time=False)] == [4, 8, 10]
+    assert due(3, 4, 10, out_of_time=True)
+
+    class Bar:
+        postfix = None
+
+        def set_postfix(self, **values):
+            self.postfix = values
+
+    bar, log = Bar(), tmp_path / "train.log"
+    losses = LossLog(log, bar)
+    for step in range(1, 2 * LOG_EVERY + 1):
+        losses.add(step, float(step), 0.5, minutes=1.0)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["step"] for line in lines] == [LOG_EVERY, 2 * LOG_EVERY]
+    assert lines[1]["loss"] == pytest.approx(sum(range(LOG_EVERY + 1, 2 * LOG_EVERY + 1)) / LOG_EVERY)
+    assert lines[0]["lr"] == 0.5 and lines[0]["steps_per_s"] > 0 and bar.postfix == {"loss": f"{lines[1]['loss']:.4f}"}
+
+
+def test_vae_training_command_resumes_to_the_same_weights(tiny_split_dir, tmp_path, single_thread):
+    """``python -m methods.wan.train_vae`` stopped after 2 steps and rerun to 3 ends where a 3-step run
+    ends, to the bit; the evaluations and the export come from the shared training helpers."""
+    from conftest import make_tiny_split
+    from safetensors.torch import load_file
+
+    from methods.wan.train_vae import EVAL_WINDOWS, main
+
+    eval_split = make_tiny_split(tmp_path / "eval", num_clips=1, num_frames=max(start + length for start, length in EVAL_WINDOWS))
+    common = ["--train-split", str(tiny_split_dir), "--eval-split", str(eval_split), "--batch", "1", "--eval-every", "2", "--save-every", "1", "--threads", "1"]
+
+    def run(name: str, steps: int) -> None:
+        assert main([*common, "--steps", str(steps), "--run-dir", str(tmp_path / name), "--export", str(tmp_path / name / "export")]) == 0
+
+    run("straight", 3)
+    run("resumed", 2)
+    assert json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())["step"] == 2
+    run("resumed", 3)
+    for part in ("model", "optimizer"):
+        straight = load_file(str(tmp_path / "straight" / "checkpoint" / f"{part}.safetensors"))
+        resumed = load_file(str(tmp_path / "resumed" / "checkpoint" / f"{part}.safetensors"))
+        assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight), part
+    states = [json.loads((tmp_path / name / "checkpoint" / "state.json").read_text()) for name in ("straight", "resumed")]
+    assert [s["step"] for s in states] == [3, 3] and states[1]["args"]["steps"] == "3"
+    histories = [[{k: v for k, v in record.items() if k != "minutes"} for record in state["history"]] for state in states]
+    assert [record["step"] for record in histories[0]] == [2, 3] and histories[0] == histories[1]
+    logged = [json.loads(line) for line in (tmp_path / "resumed" / "train.log").read_text().splitlines()]
+    assert [line["eval"]["step"] for line in logged if "eval" in line] == [2, 3]
+    assert (tmp_path / "resumed" / "export" / "vae" / "MODEL_CARD.md").exists()

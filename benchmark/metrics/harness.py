@@ -21,9 +21,9 @@ from .. import distributed
 from ..errors import ClipError
 from ..protocol import Protocol
 from ..weights import WeightsConfig
-from .frame import LPIPS, PSNR, SSIM, SSIM_RADIUS, FacePSNR, WindowedFrameMetric, face_regions
+from .frame import WindowedFrameMetric, face_regions
 from .frechet import FIXED_POINT_BITS, ClipMoments, FixedPointMoments, FrechetDistance
-from .identity import IdentitySimilarity, build_arcface
+from .identity import build_arcface
 from .networks import (
     RANDOM_WEIGHTS_NOTE,
     LoadedNetwork,
@@ -34,45 +34,28 @@ from .networks import (
     build_videomae,
 )
 from .pixels import as_uint8_frames, to_unit_float
-from .records import (
-    FRECHET_METRICS,
-    AggregateResult,
-    ClipEvaluation,
-    DriftPoint,
-    HorizonMetric,
-    MetricInfo,
-    WindowSeries,
-    mean_and_stderr,
+from .records import AggregateResult, ClipEvaluation, DriftPoint, HorizonMetric, WindowSeries, mean_and_stderr
+from .spec import (
+    CHUNK_SEAMS,
+    METRICS,
+    POOLED_FRAME_FEATURES,
+    POOLED_VIDEOMAE_FEATURES,
+    VIDEOMAE_WINDOWS,
+    BuildContext,
+    MetricSpec,
+    check_registry,
+    unknown_metrics,
 )
 from .temporal import SeamScore, VideoMAEDistance
-
-METRIC_INFO: dict[str, MetricInfo] = {
-    info.name: info
-    for info in (
-        MetricInfo("psnr", True, "dB", "PSNR per frame, RGB uint8, MAX 255, capped at the protocol's psnr_cap_db; mean over frames, then clips", True),
-        MetricInfo("ssim", True, "", "SSIM per frame, RGB in [0,1], Gaussian window 11 / sigma 1.5, K1 0.01, K2 0.03 (scikit-image convention)", True),
-        MetricInfo("lpips", False, "", "LPIPS v0.1 (AlexNet by default) per frame at native resolution, inputs in [-1,1]", True),
-        MetricInfo("fid", False, "", "FID, pytorch-fid InceptionV3 pool3 at 299x299, all frames in [0,H) of all clips, generated vs ground truth", False),
-        MetricInfo("vmae", False, "", "1 - cosine of mean-pooled VideoMAE features per aligned 16-frame window; mean over windows, then clips", False),
-        MetricInfo("fvd_videomae", False, "", "Fréchet distance of VideoMAE window features pooled over clips, generated vs ground truth", False),
-        MetricInfo("f_psnr", True, "dB", "PSNR over the ground-truth face box (frames without a face box are skipped)", True),
-        MetricInfo("seam", False, "", "(boundary / inner frame-to-frame change) of generated over ground truth; 1.0 = no extra flicker at chunk seams", False),
-        MetricInfo("identity", True, "", "ArcFace cosine similarity of face crops at the ground-truth face box", True),
-    )
-}
-ALL_METRICS: tuple[str, ...] = tuple(METRIC_INFO)
-DRIFT_METRICS = ("psnr", "ssim", "lpips", "f_psnr", "identity", "vmae")
-NETWORK_USERS: dict[str, tuple[str, ...]] = {"lpips": ("lpips",), "inception": ("fid",), "videomae": ("vmae", "fvd_videomae"), "arcface": ("identity",)}
 
 
 @dataclass
 class _ClipRun:
-    """Per-clip working state that is not a metric state: feature moments, pending V-MAE frames."""
+    """Per-clip working state that is not a metric state: pooled-feature moments and their
+    per-horizon snapshots, pending V-MAE frames, frames without a face per window."""
 
-    fid: ClipMoments | None
-    fvd: ClipMoments | None
-    fid_snapshots: dict[int, FixedPointMoments] = field(default_factory=dict)
-    fvd_snapshots: dict[int, FixedPointMoments] = field(default_factory=dict)
+    moments: dict[str, ClipMoments]
+    snapshots: dict[str, dict[int, FixedPointMoments]]
     vmae_pending: list[torch.Tensor | None] = field(default_factory=lambda: [None, None])
     next_vmae_window: int = 0
     frames_without_face: list[int] = field(default_factory=list)
@@ -81,12 +64,14 @@ class _ClipRun:
 class EvaluationHarness:
     """Scores generated clips against ground truth at several horizons in one pass per clip.
 
-    ``metrics`` is a subset of :data:`ALL_METRICS` (None = all). Metrics whose network or weights
-    are missing are listed in ``unavailable`` with the reason and reported with value None.
-    ``networks`` may supply prebuilt modules by network name (``lpips``, ``inception``,
-    ``videomae``, ``arcface``), e.g. tiny random ones in tests; their rows are marked as such.
-    ``batch_frames`` (default: one window, 25 frames at 25 fps) is how many frames are taken from
-    the iterators per step; it must be a multiple of the window and never changes a number.
+    ``metrics`` is a subset of the registry :data:`~benchmark.metrics.spec.METRICS` (None = all).
+    Metrics whose network or weights are missing are listed in ``unavailable`` with the reason and
+    reported with value None; so are the metrics the caller names in ``unavailable`` (e.g. the seam
+    score of videos whose chunk structure is unknown). ``networks`` may supply prebuilt modules by
+    network name (``lpips``, ``inception``, ``videomae``, ``arcface``), e.g. tiny random ones in
+    tests; their rows are marked as such. ``batch_frames`` (default: one window, 25 frames at
+    25 fps) is how many frames are taken from the iterators per step; it must be a multiple of the
+    window and never changes a number.
     """
 
     def __init__(
@@ -99,7 +84,9 @@ class EvaluationHarness:
         batch_frames: int | None = None,
         lpips_net: str = "alex",
         networks: Mapping[str, object] | None = None,
+        unavailable: Mapping[str, str] | None = None,
     ) -> None:
+        check_registry()
         self.protocol = protocol
         self.device = torch.device(device)
         self.weights = weights if weights is not None else WeightsConfig.from_env()
@@ -115,14 +102,16 @@ class EvaluationHarness:
         self.batch_frames = batch_frames
         self.num_frames = max(self.horizon_frames)
         self.num_windows = self.num_frames // self.window_frames
-        requested = list(dict.fromkeys(metrics)) if metrics else list(ALL_METRICS)
-        unknown = [m for m in requested if m not in METRIC_INFO]
+        requested = list(dict.fromkeys(metrics)) if metrics else list(METRICS)
+        unknown = unknown_metrics([*requested, *(unavailable or {})])
         if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; choose from {list(ALL_METRICS)}")
-        self.metric_info: dict[str, MetricInfo] = {name: METRIC_INFO[name] for name in ALL_METRICS if name in requested}
-        if "ssim" in self.metric_info and min(protocol.width, protocol.height) < 2 * SSIM_RADIUS + 1:
-            raise ValueError(f"SSIM needs frames of at least {2 * SSIM_RADIUS + 1} pixels per side, the protocol has {protocol.width}x{protocol.height}")
-        self.unavailable: dict[str, str] = {}
+            raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
+        # Registry order, whatever order they were asked in.
+        self.specs: dict[str, MetricSpec] = {name: spec for name, spec in METRICS.items() if name in requested}
+        for spec in self.specs.values():
+            if min(protocol.width, protocol.height) < spec.min_side:
+                raise ValueError(f"{spec.label} needs frames of at least {spec.min_side} pixels per side, the protocol has {protocol.width}x{protocol.height}")
+        self.unavailable: dict[str, str] = {name: reason for name, reason in (unavailable or {}).items() if name in self.specs}
         self.network_sources: dict[str, str] = {}
         self.random_weights: set[str] = set()
         self._synced = False
@@ -130,66 +119,80 @@ class EvaluationHarness:
         self._build_metrics()
 
     # ---- construction -----------------------------------------------------------------------
-    def _wants(self, network: str) -> bool:
-        return any(m in self.metric_info for m in NETWORK_USERS[network])
-
-    def _obtain(self, network: str, supplied: dict, build: Callable[[], LoadedNetwork]) -> object | None:
-        """The network from ``supplied`` or ``build``; on failure its metrics become unavailable."""
-        if not self._wants(network):
-            return None
-        users = [m for m in NETWORK_USERS[network] if m in self.metric_info]
-        if network in supplied:
-            loaded = LoadedNetwork(supplied[network], "supplied by the caller (test/performance network, not comparable)", random_weights=True)
-        else:
-            try:
-                loaded = build()
-            except NetworkUnavailable as exc:
-                for metric in users:
-                    self.unavailable[metric] = str(exc)
-                return None
-        for metric in users:
-            self.network_sources[metric] = loaded.source
-            if loaded.random_weights:
-                self.random_weights.add(metric)
-        module = loaded.module
-        return module.to(self.device).eval() if isinstance(module, torch.nn.Module) else module
-
-    def _build_networks(self, lpips_net: str, supplied: dict) -> None:
-        self._lpips_network = self._obtain("lpips", supplied, lambda: build_lpips(self.weights, lpips_net))
-        self._inception = self._obtain("inception", supplied, lambda: build_inception(self.weights))
-        videomae = self._obtain("videomae", supplied, lambda: build_videomae(self.weights))
-        self._videomae = as_videomae_features(videomae).to(self.device) if videomae is not None else None
-        if self._videomae is not None and self._videomae.num_frames != self.protocol.vmae_window_frames:
-            raise ValueError(f"VideoMAE takes {self._videomae.num_frames} frames, the protocol's V-MAE window is {self.protocol.vmae_window_frames}")
+    def _network_builders(self, lpips_net: str) -> dict[str, Callable[[], LoadedNetwork]]:
+        """How this harness loads each network it knows, in the order they are built."""
 
         def arcface() -> LoadedNetwork:
             embedder, source = build_arcface(self.weights)
             return LoadedNetwork(embedder, source)  # type: ignore[arg-type]
 
-        self._arcface = self._obtain("arcface", supplied, arcface)
+        return {
+            "lpips": lambda: build_lpips(self.weights, lpips_net),
+            "inception": lambda: build_inception(self.weights),
+            "videomae": lambda: build_videomae(self.weights),
+            "arcface": arcface,
+        }
+
+    def _build_networks(self, lpips_net: str, supplied: dict) -> None:
+        """Load every network a requested metric needs; a network that cannot be loaded makes its
+        metrics unavailable with the reason."""
+        builders = self._network_builders(lpips_net)
+        needed = dict.fromkeys(network for spec in self.specs.values() for network in spec.networks)
+        wanted = [n for n in builders if n in needed] + [n for n in needed if n not in builders]
+        self._networks: dict[str, object] = {}
+        for network in wanted:
+            users = [name for name, spec in self.specs.items() if network in spec.networks and name not in self.unavailable]
+            if not users:
+                continue
+            if network in supplied:
+                loaded = LoadedNetwork(supplied[network], "supplied by the caller (test/performance network, not comparable)", random_weights=True)
+            elif network in builders:
+                try:
+                    loaded = builders[network]()
+                except NetworkUnavailable as exc:
+                    for metric in users:
+                        self.unavailable[metric] = str(exc)
+                    continue
+            else:
+                raise ValueError(f"metric(s) {users} need network {network!r}, which the harness cannot load; pass it in networks=")
+            for metric in users:
+                self.network_sources[metric] = loaded.source
+                if loaded.random_weights:
+                    self.random_weights.add(metric)
+            module = loaded.module
+            module = module.to(self.device).eval() if isinstance(module, torch.nn.Module) else module
+            if network == "videomae":
+                module = self._videomae_features(module)
+            self._networks[network] = module
+
+    def _videomae_features(self, module: object):
+        """VideoMAE wrapped to take the protocol's V-MAE windows and return one feature vector each."""
+        features = as_videomae_features(module).to(self.device)
+        if features.num_frames != self.protocol.vmae_window_frames:
+            raise ValueError(f"VideoMAE takes {features.num_frames} frames, the protocol's V-MAE window is {self.protocol.vmae_window_frames}")
+        return features
 
     def _active(self, metric: str) -> bool:
-        return metric in self.metric_info and metric not in self.unavailable
+        return metric in self.specs and metric not in self.unavailable
 
     def _build_metrics(self) -> None:
-        windows, cap = self.num_windows, self.protocol.psnr_cap_db
-        self._frame_metrics: dict[str, WindowedFrameMetric] = {}
-        if self._active("psnr"):
-            self._frame_metrics["psnr"] = PSNR(windows, cap_db=cap)
-        if self._active("ssim"):
-            self._frame_metrics["ssim"] = SSIM(windows)
-        if self._active("lpips"):
-            self._frame_metrics["lpips"] = LPIPS(windows, self._lpips_network)
-        if self._active("f_psnr"):
-            self._frame_metrics["f_psnr"] = FacePSNR(windows, cap_db=cap)
-        if self._active("identity"):
-            self._frame_metrics["identity"] = IdentitySimilarity(windows, self._arcface)
-        for metric in self._frame_metrics.values():
-            metric.to(self.device)
-        self._seam = SeamScore(windows).to(self.device) if self._active("seam") else None
-        self._vmae = VideoMAEDistance(self.num_frames // self.protocol.vmae_window_frames).to(self.device) if self._active("vmae") else None
-        self._fid = FrechetDistance(len(self.horizons_s), self._feature_dim(self._inception)).to(self.device) if self._active("fid") else None
-        self._fvd = FrechetDistance(len(self.horizons_s), self._videomae.feature_dim).to(self.device) if self._active("fvd_videomae") else None
+        context = BuildContext(
+            protocol=self.protocol,
+            num_windows=self.num_windows,
+            num_frames=self.num_frames,
+            num_horizons=len(self.horizons_s),
+            networks=self._networks,
+            feature_dim=lambda network: self._feature_dim(self._networks[network]),
+        )
+        built = {name: spec.build(context).to(self.device) for name, spec in self.specs.items() if self._active(name)}
+        feeds = {name: self.specs[name].feed for name in built}
+        self._frame_metrics: dict[str, WindowedFrameMetric] = {name: m for name, m in built.items() if self.specs[name].per_frame}
+        self._seam: SeamScore | None = next((m for name, m in built.items() if feeds[name] == CHUNK_SEAMS), None)
+        self._vmae: VideoMAEDistance | None = next((m for name, m in built.items() if feeds[name] == VIDEOMAE_WINDOWS), None)
+        self._pooled: dict[str, FrechetDistance] = {name: m for name, m in built.items() if self.specs[name].pooled}
+        self._pooled_frame_features = [name for name in self._pooled if feeds[name] == POOLED_FRAME_FEATURES]
+        self._pooled_videomae_features = [name for name in self._pooled if feeds[name] == POOLED_VIDEOMAE_FEATURES]
+        self._wants_face_boxes = any(spec.needs_face_boxes for spec in self.specs.values())
 
     def _feature_dim(self, network: object) -> int:
         """Declared ``feature_dim``, or measured with one black frame (stub networks)."""
@@ -201,7 +204,7 @@ class EvaluationHarness:
 
     @property
     def needs_videomae(self) -> bool:
-        return self._vmae is not None or self._fvd is not None
+        return self._vmae is not None or bool(self._pooled_videomae_features)
 
     # ---- one clip ---------------------------------------------------------------------------
     def evaluate_clip(
@@ -222,8 +225,8 @@ class EvaluationHarness:
         for metric in self._clip_metrics():
             metric.reset()
         run = _ClipRun(
-            fid=ClipMoments(self._fid.dim, self.device) if self._fid is not None else None,
-            fvd=ClipMoments(self._fvd.dim, self.device) if self._fvd is not None else None,
+            moments={name: ClipMoments(metric.dim, self.device) for name, metric in self._pooled.items()},
+            snapshots={name: {} for name in self._pooled},
             frames_without_face=[0] * self.num_windows,
         )
         try:
@@ -299,53 +302,59 @@ class EvaluationHarness:
     def _evaluate_window(self, run: _ClipRun, window: int, gen: torch.Tensor, gt: torch.Tensor, boxes: np.ndarray | None, boundaries: frozenset[int]) -> None:
         first = window * self.window_frames
         window_boxes = boxes[first : first + len(gen)] if boxes is not None else None
-        if "f_psnr" in self.metric_info or "identity" in self.metric_info:
+        if self._wants_face_boxes:
             regions = face_regions(window_boxes, len(gen), self.protocol.width, self.protocol.height)
             run.frames_without_face[window] = sum(region is None for region in regions)
         for name, metric in self._frame_metrics.items():
-            if name in ("f_psnr", "identity"):
+            if self.specs[name].needs_face_boxes:
                 metric.update(gen, gt, window, window_boxes)
             else:
                 metric.update(gen, gt, window)
         if self._seam is not None:
             self._seam.update(gen, gt, window, first, boundaries)
-        if run.fid is not None:
-            self._add_inception_features(run.fid, first, gen, gt)
+        if self._pooled_frame_features:
+            self._add_frame_features(run, first, gen, gt)
         if self.needs_videomae:
             self._add_videomae_windows(run, gen, gt)
         end = first + len(gen)
         for index, horizon_end in enumerate(self.horizon_frames):
             if horizon_end == end:
-                if run.fid is not None:
-                    run.fid_snapshots[index] = run.fid.snapshot()
-                if run.fvd is not None:
-                    run.fvd_snapshots[index] = run.fvd.snapshot()
+                for name, moments in run.moments.items():
+                    run.snapshots[name][index] = moments.snapshot()
 
-    def _add_inception_features(self, moments: ClipMoments, first: int, gen: torch.Tensor, gt: torch.Tensor) -> None:
+    def _add_frame_features(self, run: _ClipRun, first: int, gen: torch.Tensor, gt: torch.Tensor) -> None:
+        """Per-frame features of every pooled frame-feature metric (every ``fid_frame_stride``-th
+        frame), one forward pass per network over the window's generated and ground-truth frames."""
         stride = self.protocol.fid_frame_stride
         keep = [i for i in range(len(gen)) if (first + i) % stride == 0]
         if not keep:
             return
-        features = self._inception(to_unit_float(torch.cat([gen[keep], gt[keep]])))  # type: ignore[operator]
-        moments.add(0, features[: len(keep)])
-        moments.add(1, features[len(keep) :])
+        features_of: dict[str, torch.Tensor] = {}
+        for name in self._pooled_frame_features:
+            network = self.specs[name].networks[0]
+            if network not in features_of:
+                features_of[network] = self._networks[network](to_unit_float(torch.cat([gen[keep], gt[keep]])))  # type: ignore[operator]
+            features = features_of[network]
+            run.moments[name].add(0, features[: len(keep)])
+            run.moments[name].add(1, features[len(keep) :])
 
     def _add_videomae_windows(self, run: _ClipRun, gen: torch.Tensor, gt: torch.Tensor) -> None:
         """Preprocess the window's frames and score every complete 16-frame V-MAE window."""
         size = self.protocol.vmae_window_frames
+        videomae = self._networks["videomae"]
         for side, frames in enumerate((gen, gt)):
-            prepared = self._videomae.preprocess(frames)  # type: ignore[union-attr]
+            prepared = videomae.preprocess(frames)  # type: ignore[attr-defined]
             pending = run.vmae_pending[side]
             run.vmae_pending[side] = prepared if pending is None else torch.cat([pending, prepared])
         while len(run.vmae_pending[0]) >= size:  # type: ignore[arg-type]
             clips = torch.stack([run.vmae_pending[0][:size], run.vmae_pending[1][:size]])  # type: ignore[index]
             run.vmae_pending = [run.vmae_pending[0][size:], run.vmae_pending[1][size:]]  # type: ignore[index]
-            features = self._videomae(clips)  # type: ignore[misc]
+            features = videomae(clips)  # type: ignore[operator]
             if self._vmae is not None:
                 self._vmae.update(features[0], features[1], run.next_vmae_window)
-            if run.fvd is not None:
-                run.fvd.add(0, features[0:1])
-                run.fvd.add(1, features[1:2])
+            for name in self._pooled_videomae_features:
+                run.moments[name].add(0, features[0:1])
+                run.moments[name].add(1, features[1:2])
             run.next_vmae_window += 1
 
     def _finish_clip(self, clip_id: str, run: _ClipRun) -> ClipEvaluation:
@@ -360,13 +369,12 @@ class EvaluationHarness:
             num_frames=self.num_frames,
             vmae_window_frames=self.protocol.vmae_window_frames,
             frame_metrics=frame_metrics,
-            frames_without_face=run.frames_without_face if ("f_psnr" in self.metric_info or "identity" in self.metric_info) else None,
+            frames_without_face=run.frames_without_face if self._wants_face_boxes else None,
             vmae=_compute(self._vmae) if self._vmae is not None else None,
             seam=self._seam.compute() if self._seam is not None else None,
         )
-        for name, metric, snapshots in (("fid", self._fid, run.fid_snapshots), ("fvd_videomae", self._fvd, run.fvd_snapshots)):
-            if metric is None:
-                continue
+        for name, metric in self._pooled.items():
+            snapshots = run.snapshots[name]
             for index, moments in sorted(snapshots.items()):
                 metric.update(index, moments)
             evaluation.feature_counts[name] = {_horizon_key(self.horizons_s[i]): int(m.count[0]) for i, m in sorted(snapshots.items())}
@@ -378,15 +386,14 @@ class EvaluationHarness:
         process after its last clip and before ``aggregate``; a no-op in a single process."""
         if self._synced or not distributed.is_distributed():
             return
-        for metric in (self._fid, self._fvd):
-            if metric is not None:
-                metric.all_reduce()
+        for metric in self._pooled.values():
+            metric.all_reduce()
         self._synced = True
 
     def pooled_statistics(self, metric: str, horizon_s: float, side: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Mean, covariance and sample count behind ``metric`` ("fid" or "fvd_videomae") at a
+        """Mean, covariance and sample count behind a pooled metric ("fid", "fvd_videomae") at a
         horizon; ``side`` 0 is generated, 1 ground truth."""
-        pooled = {"fid": self._fid, "fvd_videomae": self._fvd}.get(metric)
+        pooled = self._pooled.get(metric)
         if pooled is None:
             raise KeyError(f"{metric} is not a pooled metric of this harness")
         return pooled.statistics(self.horizons_s.index(float(horizon_s)), side)
@@ -396,7 +403,7 @@ class EvaluationHarness:
         """Every reported number, from per-clip records (in clip-id order) and the pooled statistics.
 
         Failed clips are excluded. Split values are means over clips with a defined value, with the
-        standard error over clips; FID/FVD have no standard error.
+        standard error over clips; pooled metrics (FID/FVD) have no standard error.
         """
         failed = dict(failed_clips or {})
         clips = sorted((ev for ev in evaluations if ev.clip_id not in failed), key=lambda ev: ev.clip_id)
@@ -406,20 +413,16 @@ class EvaluationHarness:
         for ev in clips:
             if ev.window_frames != self.window_frames or ev.num_frames < self.num_frames:
                 raise ValueError(f"clip {ev.clip_id!r} was evaluated with {ev.window_frames}-frame windows over {ev.num_frames} frames; this harness needs {self.window_frames} over {self.num_frames}")
-        if distributed.is_distributed() and not self._synced and (self._fid is not None or self._fvd is not None):
+        if distributed.is_distributed() and not self._synced and self._pooled:
             raise RuntimeError("call harness.sync() on every process before aggregate()")
-        frechet = {name: self._frechet_values(metric) for name, metric in (("fid", self._fid), ("fvd_videomae", self._fvd)) if metric is not None}
-        rows = [self._horizon_row(name, index, clips, frechet) for index in range(len(self.horizons_s)) for name in self.metric_info]
-        return AggregateResult(horizons=rows, drift=self._drift(clips), num_clips=len(clips), failed_clips=failed, metric_info=dict(self.metric_info))
+        pooled_values = {name: _compute(metric) for name, metric in self._pooled.items()}
+        rows = [self._horizon_row(name, index, clips, pooled_values) for index in range(len(self.horizons_s)) for name in self.specs]
+        return AggregateResult(horizons=rows, drift=self._drift(clips), num_clips=len(clips), failed_clips=failed, specs=dict(self.specs))
 
-    @staticmethod
-    def _frechet_values(metric: FrechetDistance) -> list[float | None]:
-        return _compute(metric)
-
-    def _horizon_row(self, name: str, index: int, clips: list[ClipEvaluation], frechet: dict[str, list[float | None]]) -> HorizonMetric:
+    def _horizon_row(self, name: str, index: int, clips: list[ClipEvaluation], pooled_values: dict[str, list[float | None]]) -> HorizonMetric:
         horizon = self.horizons_s[index]
-        info = self.metric_info[name]
-        row = HorizonMetric(horizon_s=horizon, metric=name, value=None, stderr=None, num_clips=0, higher_is_better=info.higher_is_better)
+        spec = self.specs[name]
+        row = HorizonMetric(horizon_s=horizon, metric=name, value=None, stderr=None, num_clips=0, higher_is_better=spec.higher_is_better)
         if name in self.unavailable:
             row.unavailable_reason = self.unavailable[name]
             return row
@@ -427,8 +430,8 @@ class EvaluationHarness:
             row.extra["network"] = self.network_sources[name]
         if name in self.random_weights:
             row.extra["weights"] = RANDOM_WEIGHTS_NOTE
-        if name in FRECHET_METRICS:
-            return self._frechet_row(row, index, clips, frechet[name])
+        if spec.pooled:
+            return self._pooled_row(row, index, clips, pooled_values[name])
         if not clips:
             row.unavailable_reason = "no clip was evaluated successfully"
             return row
@@ -437,19 +440,19 @@ class EvaluationHarness:
         row.num_clips = len(values)
         if len(values) < len(clips):
             row.extra["clips_without_value"] = len(clips) - len(values)
-        if name in ("f_psnr", "identity"):
+        if spec.needs_face_boxes:
             row.extra["frames_without_face"] = sum(ev.frames_without_face_in(horizon) for ev in clips)
         if not values:
-            row.unavailable_reason = _undefined_reason(name, horizon)
+            row.unavailable_reason = f"{spec.undefined_reason} ({horizon:g} s)"
         return row
 
-    def _frechet_row(self, row: HorizonMetric, index: int, clips: list[ClipEvaluation], values: list[float | None]) -> HorizonMetric:
-        metric = self._fid if row.metric == "fid" else self._fvd
+    def _pooled_row(self, row: HorizonMetric, index: int, clips: list[ClipEvaluation], values: list[float | None]) -> HorizonMetric:
+        metric = self._pooled[row.metric]
         key = _horizon_key(row.horizon_s)
         listed = [ev.feature_counts.get(row.metric, {}).get(key) for ev in clips]
         expected_samples = sum(c for c in listed if c is not None)
         expected_clips = sum(c is not None for c in listed)
-        pooled_samples, pooled_clips = int(metric.count[index, 0]), int(metric.num_clips[index])  # type: ignore[union-attr]
+        pooled_samples, pooled_clips = int(metric.count[index, 0]), int(metric.num_clips[index])
         if (pooled_samples, pooled_clips) != (expected_samples, expected_clips):
             row.unavailable_reason = (
                 f"pooled {row.metric} statistics hold {pooled_samples} samples from {pooled_clips} clips, but the evaluations given "
@@ -460,7 +463,7 @@ class EvaluationHarness:
         row.num_clips = pooled_clips
         row.value = values[index]
         row.extra.update({"samples_per_side": pooled_samples, "fixed_point_bits": FIXED_POINT_BITS})
-        if row.metric == "fid":
+        if self.specs[row.metric].feed == POOLED_FRAME_FEATURES:
             row.extra["frame_stride"] = self.protocol.fid_frame_stride
         if row.value is None:
             row.unavailable_reason = f"{row.metric} needs at least 2 samples per side within {row.horizon_s:g} s, got {pooled_samples}"
@@ -469,8 +472,8 @@ class EvaluationHarness:
     def _drift(self, clips: list[ClipEvaluation]) -> list[DriftPoint]:
         points = []
         window_s = self.window_frames / self.protocol.fps
-        for name in DRIFT_METRICS:
-            if not self._active(name):
+        for name, spec in self.specs.items():
+            if not spec.drift or not self._active(name):
                 continue
             for window in range(self.num_windows):
                 values = [v for v in (ev.window_value(name, window)[0] for ev in clips) if v is not None]
@@ -491,14 +494,3 @@ def _compute(metric):
 
 def _horizon_key(horizon_s: float) -> str:
     return f"{horizon_s:g}"
-
-
-def _undefined_reason(metric: str, horizon_s: float) -> str:
-    reasons = {
-        "f_psnr": "no frame within the horizon has a face box",
-        "identity": "no frame within the horizon has a face box",
-        "vmae": "no complete V-MAE window fits within the horizon",
-        "seam": "no clip has a chunk boundary inside the horizon with ground-truth motion at the boundary and within chunks",
-    }
-    return f"{reasons.get(metric, 'no clip has a value')} ({horizon_s:g} s)"
-

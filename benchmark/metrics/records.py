@@ -12,21 +12,35 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from .temporal import SEAM_BOUNDARY_PAIRS, SEAM_BOUNDARY_SUM, SEAM_INNER_PAIRS, SEAM_INNER_SUM, seam_ratio
-
-from ..results import MetricResult as HorizonMetric  # one row type for the harness and results.json
+from .spec import CHUNK_SEAMS, METRICS, VIDEOMAE_WINDOWS, MetricSpec
 
 RECORD_VERSION = 1
-FRECHET_METRICS = ("fid", "fvd_videomae")
+
+# Columns of a seam record, per side: |x_t - x_{t-1}| totals and pair counts, at boundaries and inside
+# chunks. A record row holds the generated side's four columns, then the ground truth's.
+SEAM_BOUNDARY_SUM, SEAM_BOUNDARY_PAIRS, SEAM_INNER_SUM, SEAM_INNER_PAIRS = range(4)
+SEAM_COLUMNS = 4
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
+def seam_ratio(boundary_sum: int, boundary_pairs: int, inner_sum: int, inner_pairs: int) -> float | None:
+    """``mean d(boundary) / mean d(inner)``; None when undefined (no pairs, or no inner change)."""
+    if boundary_pairs == 0 or inner_pairs == 0 or inner_sum == 0:
+        return None
+    return (boundary_sum / boundary_pairs) / (inner_sum / inner_pairs)
+
+
+@dataclass
+class HorizonMetric:
+    """One metric at one horizon over the split: the row type of the harness and of ``results.json``."""
+
+    horizon_s: float
+    metric: str
+    value: float | None
+    stderr: float | None
+    num_clips: int
     higher_is_better: bool
-    unit: str
-    description: str
-    per_frame: bool
+    unavailable_reason: str | None = None
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -74,14 +88,15 @@ class ClipEvaluation:
             series = self.frame_metrics[metric]
             count = sum(series.counts[:windows])
             return math.fsum(series.sums[:windows]) / count if count else None
-        if metric == "vmae" and self.vmae is not None:
+        feed = _feed(metric)
+        if feed == VIDEOMAE_WINDOWS and self.vmae is not None:
             inside = self.horizon_frames(horizon_s) // self.vmae_window_frames
             values = [v for v in self.vmae[:inside] if v is not None]
             return math.fsum(values) / len(values) if values else None
-        if metric == "seam" and self.seam is not None:
-            totals = [sum(row[i] for row in self.seam[:windows]) for i in range(8)]
-            generated = seam_ratio(*(totals[i] for i in (SEAM_BOUNDARY_SUM, SEAM_BOUNDARY_PAIRS, SEAM_INNER_SUM, SEAM_INNER_PAIRS)))
-            truth = seam_ratio(*(totals[4 + i] for i in (SEAM_BOUNDARY_SUM, SEAM_BOUNDARY_PAIRS, SEAM_INNER_SUM, SEAM_INNER_PAIRS)))
+        if feed == CHUNK_SEAMS and self.seam is not None:
+            totals = [sum(row[i] for row in self.seam[:windows]) for i in range(2 * SEAM_COLUMNS)]
+            generated = seam_ratio(*totals[:SEAM_COLUMNS])
+            truth = seam_ratio(*totals[SEAM_COLUMNS:])
             return generated / truth if generated is not None and truth else None
         raise KeyError(f"clip {self.clip_id!r} has no {metric} records")
 
@@ -96,13 +111,17 @@ class ClipEvaluation:
             series = self.frame_metrics[metric]
             count = series.counts[window]
             return (series.sums[window] / count if count else None), count
-        if metric == "vmae" and self.vmae is not None:
+        if _feed(metric) == VIDEOMAE_WINDOWS and self.vmae is not None:
             values = [v for k, v in enumerate(self.vmae) if v is not None and (k * self.vmae_window_frames) // self.window_frames == window]
             return (math.fsum(values) / len(values) if values else None), len(values)
         raise KeyError(f"clip {self.clip_id!r} has no per-window {metric} records")
 
     def drift_metrics(self) -> list[str]:
-        return list(self.frame_metrics) + (["vmae"] if self.vmae is not None else [])
+        """The registered metrics with a drift curve that this clip has window records of, in registry order."""
+        return [name for name, spec in METRICS.items() if spec.drift and self._has_window_records(name)]
+
+    def _has_window_records(self, metric: str) -> bool:
+        return metric in self.frame_metrics or (_feed(metric) == VIDEOMAE_WINDOWS and self.vmae is not None)
 
     def window_rows(self) -> list[dict]:
         """Rows ``{clip_id, metric, window, t_start_s, t_end_s, value, count}`` for ``windows.jsonl``."""
@@ -154,7 +173,7 @@ class AggregateResult:
     drift: list[DriftPoint]
     num_clips: int
     failed_clips: dict[str, str]
-    metric_info: dict[str, MetricInfo]
+    specs: dict[str, MetricSpec]
 
     def get(self, metric: str, horizon_s: float) -> HorizonMetric:
         for row in self.horizons:
@@ -163,7 +182,18 @@ class AggregateResult:
         raise KeyError(f"no {metric} at {horizon_s:g} s")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {
+            "horizons": [asdict(row) for row in self.horizons],
+            "drift": [asdict(point) for point in self.drift],
+            "num_clips": self.num_clips,
+            "failed_clips": dict(self.failed_clips),
+            "specs": {name: spec.describe() for name, spec in self.specs.items()},
+        }
+
+
+def _feed(metric: str) -> str | None:
+    spec = METRICS.get(metric)
+    return spec.feed if spec is not None else None
 
 
 def mean_and_stderr(values: list[float]) -> tuple[float | None, float | None]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from .records import SEAM_BOUNDARY_PAIRS, SEAM_BOUNDARY_SUM, SEAM_COLUMNS, SEAM_INNER_PAIRS, SEAM_INNER_SUM
+
 GENERATED, GROUND_TRUTH = 0, 1
-# Columns of a seam record, per side: |x_t - x_{t-1}| totals and pair counts, at boundaries and inside chunks.
-SEAM_BOUNDARY_SUM, SEAM_BOUNDARY_PAIRS, SEAM_INNER_SUM, SEAM_INNER_PAIRS = range(4)
 
 
 class VideoMAEDistance(Metric):
@@ -52,7 +52,7 @@ class SeamScore(Metric):
 
     def __init__(self, num_windows: int, **kwargs) -> None:
         super().__init__(sync_on_compute=False, **kwargs)
-        self.add_state("window_totals", torch.zeros(num_windows, 2, 4, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("window_totals", torch.zeros(num_windows, 2, SEAM_COLUMNS, dtype=torch.int64), dist_reduce_fx="sum")
         self._previous: list[torch.Tensor | None] = [None, None]
 
     def reset(self) -> None:
@@ -82,7 +82,7 @@ class SeamScore(Metric):
 
     def compute(self) -> list[list[int]]:
         """Per window: the 8 integers ``[generated totals..., ground-truth totals...]``."""
-        return self.window_totals.reshape(self.window_totals.shape[0], 8).tolist()
+        return self.window_totals.reshape(self.window_totals.shape[0], 2 * SEAM_COLUMNS).tolist()
 
 
 def frame_changes(frames: torch.Tensor, chunk: int = 5) -> list[int]:
@@ -96,9 +96,3 @@ def frame_changes(frames: torch.Tensor, chunk: int = 5) -> list[int]:
         changes += difference.flatten(1).sum(dim=1, dtype=torch.int64).tolist()
     return changes
 
-
-def seam_ratio(boundary_sum: int, boundary_pairs: int, inner_sum: int, inner_pairs: int) -> float | None:
-    """``mean d(boundary) / mean d(inner)``; None when undefined (no pairs, or no inner change)."""
-    if boundary_pairs == 0 or inner_pairs == 0 or inner_sum == 0:
-        return None
-    return (boundary_sum / boundary_pairs) / (inner_sum / inner_pairs)

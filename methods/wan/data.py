@@ -30,7 +30,7 @@ class ClipArrays:
 
 def load_clips(split_name: str, cache_dir: str | Path | None = None, max_clips: int | None = None, frames: tuple[int, int] | None = None) -> list[ClipArrays]:
     """All (or the first ``max_clips``) clips of a split, frames ``[start, stop)`` of each when given."""
-    from benchmark.split import resolve_split
+    from benchmark.splits.registry import resolve_split
     from benchmark.video import read_frames
 
     split = resolve_split(split_name)
@@ -58,11 +58,15 @@ def to_video(frames: torch.Tensor) -> torch.Tensor:
 
 
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR in dB of float videos ``(B, 3, T, H, W)`` in [-1, 1] after uint8 quantisation (MAX 255),
-    the mean over frames of the per-frame PSNR (capped at 100 dB)."""
+    """PSNR in dB of float videos ``(B, 3, T, H, W)`` in [-1, 1] after uint8 quantisation: the mean
+    over frames of the benchmark's per-frame PSNR (MAX 255, capped at 100 dB,
+    :func:`benchmark.metrics.frame.psnr_per_frame`), so training logs match the scored numbers."""
+    from benchmark.metrics.frame import mean_psnr
 
-    error = (quantise(reconstruction) - quantise(target)).pow(2).transpose(1, 2).flatten(2).mean(dim=2)
-    return float((10 * torch.log10(255.0**2 / error.clamp_min(1e-10))).clamp(max=100).mean())
+    def frames(video: torch.Tensor) -> torch.Tensor:
+        return quantise(video).to(torch.uint8).permute(0, 2, 3, 4, 1).flatten(0, 1)
+
+    return mean_psnr(frames(reconstruction), frames(target), cap_db=100.0)
 
 
 def quantise(video: torch.Tensor) -> torch.Tensor:

@@ -30,11 +30,11 @@ from tqdm.auto import tqdm
 
 from . import flow
 from .backbone import WanBackbone
-from .checkpoint import load_checkpoint, save_checkpoint, step_generator
+from .checkpoint import step_generator
 from .conditioning import guided_frames_mask, video_frames, with_reference_slot
 from .data import ClipArrays, load_clips, psnr, ssim, to_video
 from .presets import BACKBONE_FILE, BACKBONE_FORMAT, SYNTHETIC_TRANSFORMER_CONFIG, build_transformer, load_vae
-from .train_vae import DEFAULT_ROOT, log_line
+from .training import DEFAULT_ROOT, LossLog, due, learning_rate, out_of_time, record_evaluation, resume_run, save_run, set_learning_rate
 
 WINDOW_FRAMES = 77
 GUIDED_FRAMES = (1, 5)
@@ -306,8 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
     ema = ExponentialAverage(model, args.ema)
-    info = load_checkpoint(run_dir / "checkpoint", model, optimizer, extra={"ema": ema.shadow}) or {}
-    step, history = int(info.get("step", 0)), list(info.get("history", []))
+    info, step, history = resume_run(run_dir, model, optimizer, extra={"ema": ema.shadow})
     minutes_before = float(info.get("minutes", 0.0))  # wall time of earlier invocations of this run
     if info and info.get("vae") != file_digest(vae_weights):
         parser.error(f"{run_dir} was trained with another VAE; use a new --run-dir")
@@ -336,25 +335,20 @@ def main(argv: list[str] | None = None) -> int:
         return minutes_before + (time.time() - began) / 60
 
     def save() -> None:
-        save_checkpoint(run_dir / "checkpoint", model, optimizer, {"step": step, "history": history, "vae": file_digest(vae_weights), "minutes": minutes(), "args": {k: str(v) for k, v in vars(args).items()}}, extra={"ema": ema.shadow})
+        save_run(run_dir, model, optimizer, {"step": step, "history": history, "vae": file_digest(vae_weights), "minutes": minutes()}, args, extra={"ema": ema.shadow})
 
     def run_eval() -> None:
         ema.swap(model)
         record = {"step": step, **evaluate(backbone, eval_clips, args.eval_steps, args.seed), "minutes": minutes()}
         ema.swap(model)
-        history.append(record)
-        log_line(log_path, {"eval": record})
+        record_evaluation(log_path, history, record)
         bar.write(f"step {step}: single-chunk PSNR {record['psnr']:.2f} dB (reference-copy {record['reference_copy_psnr']:.2f}, VAE {record['vae_psnr']:.2f})")
 
-    from .train_vae import learning_rate
-
     bar = tqdm(total=args.steps, initial=step, desc="base", dynamic_ncols=True)
-    losses: list[float] = []
-    tick = time.time()
+    losses = LossLog(log_path, bar)
     length_values = torch.tensor([p for _, p in lengths])
     while step < args.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
+        set_learning_rate(optimizer, learning_rate(step, args.steps, args.lr, args.warmup))
         generator = step_generator(args.seed, step)
         length = lengths[int(torch.multinomial(length_values, 1, generator=generator))][0]
         # Shorter chunks get proportionally more samples so every step sees a similar number of tokens.
@@ -366,24 +360,18 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.step()
         ema.update(model, step)
         step += 1
-        losses.append(float(loss.detach()))
         bar.update(1)
-        if step % 25 == 0:
-            rate = 25 / (time.time() - tick)
-            tick = time.time()
-            log_line(log_path, {"step": step, "loss": sum(losses) / len(losses), "lr": optimizer.param_groups[0]["lr"], "steps_per_s": rate, "minutes": minutes()})
-            bar.set_postfix(loss=f"{sum(losses) / len(losses):.4f}")
-            losses = []
-        out_of_time = args.max_minutes is not None and (time.time() - began) / 60 >= args.max_minutes  # this invocation
-        if step % args.eval_every == 0 or step == args.steps or out_of_time:
+        losses.add(step, float(loss.detach()), optimizer.param_groups[0]["lr"], minutes())
+        stopping = out_of_time(began, args.max_minutes)  # this invocation
+        if due(step, args.eval_every, args.steps, stopping):
             run_eval()
-        if step % args.save_every == 0 or step == args.steps or out_of_time:
+        if due(step, args.save_every, args.steps, stopping):
             save()
         if args.export is not None and args.export_every and step % args.export_every == 0:
             ema.swap(model)
             export(backbone, args.vae, args.export, history, args, step)
             ema.swap(model)
-        if out_of_time:
+        if stopping:
             bar.write(f"stopping after {args.max_minutes} minutes at step {step}; rerun the command to continue")
             break
     bar.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,11 +23,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint, step_generator
+from .checkpoint import step_generator
 from .data import ClipArrays, load_clips, psnr, to_video
 from .presets import SYNTHETIC_VAE_CONFIG, build_vae
-
-DEFAULT_ROOT = Path(os.environ.get("EVERANIMATE_BENCH_CACHE", Path.home() / ".cache" / "everanimate-bench")) / "train"
+from .training import DEFAULT_ROOT, LossLog, due, learning_rate, out_of_time, record_evaluation, resume_run, save_run, set_learning_rate
+from .training import log_line  # noqa: F401 - still imported from here by everanimate.train
 
 #: ``AutoencoderKLWan`` at a CPU-trainable size (4x spatial, 4x temporal), for the comparison trial.
 WAN_TRIAL_VAE_CONFIG: dict[str, Any] = {
@@ -126,27 +125,12 @@ def latent_statistics(vae: torch.nn.Module, clips: list[ClipArrays], frames: int
     return stacked.mean(dim=1).tolist(), stacked.std(dim=1).clamp_min(1e-3).tolist()
 
 
-def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
-    """Linear warm-up, constant, then a linear decay over the last 10% of the steps."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    decay_start = int(0.9 * total)
-    if step < decay_start:
-        return peak
-    return peak * max(0.05, 1.0 - (step - decay_start) / max(1, total - decay_start))
-
-
 def build(arch: str) -> torch.nn.Module:
     if arch == "small":
         return build_vae("SmallCausalVAE", SYNTHETIC_VAE_CONFIG)
     if arch == "wan":
         return build_vae("AutoencoderKLWan", WAN_TRIAL_VAE_CONFIG)
     raise ValueError(f"unknown --arch {arch!r}")
-
-
-def log_line(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
 
 
 def export(vae: torch.nn.Module, train_clips: list[ClipArrays], folder: Path, history: list[dict], args: argparse.Namespace, step: int) -> Path:
@@ -204,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     vae = build(args.arch)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    info = load_checkpoint(run_dir / "checkpoint", vae, optimizer) or {}
-    step, history = int(info.get("step", 0)), list(info.get("history", []))
+    info, step, history = resume_run(run_dir, vae, optimizer)
     if info and info.get("arch") != args.arch:
         parser.error(f"{run_dir} holds a {info.get('arch')} run, not {args.arch}")
 
@@ -217,16 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     def save() -> None:
-        save_checkpoint(run_dir / "checkpoint", vae, optimizer, {"step": step, "history": history, "arch": args.arch, "args": {k: str(v) for k, v in vars(args).items()}})
+        save_run(run_dir, vae, optimizer, {"step": step, "history": history, "arch": args.arch}, args)
 
     began = time.time()
     vae.train()
     bar = tqdm(total=args.steps, initial=step, desc=f"vae-{args.arch}", dynamic_ncols=True)
-    window_losses: list[float] = []
-    tick = time.time()
+    losses = LossLog(log_path, bar)
     while step < args.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
+        set_learning_rate(optimizer, learning_rate(step, args.steps, args.lr, args.warmup))
         video = sample_batch(train_clips, args.batch, args.clip_frames, args.pose_fraction, step_generator(args.seed, step))
         posterior = vae.encode(video).latent_dist
         reconstruction = decode_unclamped(vae, posterior.mode())
@@ -236,23 +217,16 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
         step += 1
-        window_losses.append(float(loss))
         bar.update(1)
-        if step % 25 == 0:
-            rate = 25 / (time.time() - tick)
-            tick = time.time()
-            log_line(log_path, {"step": step, "loss": sum(window_losses) / len(window_losses), "lr": optimizer.param_groups[0]["lr"], "steps_per_s": rate, "minutes": (time.time() - began) / 60})
-            bar.set_postfix(loss=f"{sum(window_losses) / len(window_losses):.4f}")
-            window_losses = []
-        out_of_time = args.max_minutes is not None and (time.time() - began) / 60 >= args.max_minutes
-        if step % args.eval_every == 0 or step == args.steps or out_of_time:
+        losses.add(step, float(loss.detach()), optimizer.param_groups[0]["lr"], (time.time() - began) / 60)
+        stopping = out_of_time(began, args.max_minutes)
+        if due(step, args.eval_every, args.steps, stopping):
             record = {"step": step, **evaluate(vae, eval_clips), "minutes": (time.time() - began) / 60}
-            history.append(record)
-            log_line(log_path, {"eval": record})
+            record_evaluation(log_path, history, record)
             bar.write(f"step {step}: held-out PSNR {record['psnr']:.2f} dB (first frame {record['psnr_first_frame']:.2f}), input dependence {record['input_dependence']:.3f}")
-        if step % args.save_every == 0 or step == args.steps or out_of_time:
+        if due(step, args.save_every, args.steps, stopping):
             save()
-        if out_of_time:
+        if stopping:
             bar.write(f"stopping after {args.max_minutes} minutes at step {step}; rerun the command to continue")
             break
     bar.close()

@@ -20,9 +20,9 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import BenchmarkError, ClipError
-from .files import resolve_inside, sha256_file
-from .split import (
+from ..errors import BenchmarkError, ClipError
+from ..files import resolve_inside, sha256_file
+from .manifest import (
     CLIP_FILE_FIELDS,
     KEYPOINT_LAYOUT,
     MANIFEST_FORMAT,

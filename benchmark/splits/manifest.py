@@ -1,6 +1,6 @@
-"""Test splits: a versioned manifest with a content hash, and a loader that validates everything.
+"""The split manifest: records, field types, loading with verification, writing, content hash.
 
-A split folder holds ``manifest.json`` and, per clip, four files named in the manifest:
+A split folder holds ``manifest.json`` and, per clip, five files named in the manifest:
 
 - ``video``: the ground-truth RGB video (frame 0 is the reference frame);
 - ``pose_video``: the pose-control video (DWPose/OpenPose colours on black), same size and length;
@@ -11,7 +11,11 @@ A split folder holds ``manifest.json`` and, per clip, four files named in the ma
 - ``reference``: a PNG of the reference frame.
 
 Every file's sha256 is in the manifest; the content hash covers the whole clip table, so any change
-to any file or field gives a different split hash.
+to any file or field gives a different split hash, and nothing else does.
+
+This module is the bottom of ``benchmark.splits``: every other module of the package (the registry,
+the synthetic renderer, the builder, the Hugging Face export, the CLI) imports it, and it imports none
+of them, so a split can be read and checked without the code that made it.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .errors import ClipError, ManifestError
-from .files import atomic_write_text, cache_root, check_clip_id, resolve_inside, sha256_file
-from .protocol import Protocol
+from ..errors import ClipError, ManifestError
+from ..files import atomic_write_text, cache_root, check_clip_id, resolve_inside, sha256_file
+from ..protocol import Protocol
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "everanimate-bench/split"
@@ -380,7 +384,7 @@ def check_clip_structure(split: Split, clip: ClipRecord) -> None:
 
 def verify_clip_content(split: Split, clip: ClipRecord) -> None:
     """Read everything: hashes, video streams, keypoints, and the reference against frame 0."""
-    from .video import probe, read_frames
+    from ..video import probe, read_frames
 
     for name in CLIP_FILE_FIELDS:
         file_path = split.path(clip, name)
@@ -431,183 +435,3 @@ def _record_verification(split: Split, stats: dict[str, list[int]]) -> None:
         atomic_write_text(_verification_path(split.root), json.dumps(record))
     except OSError:
         pass  # a read-only cache only costs the next load a full verification
-
-
-def resolve_split(name_or_path: str, verify: str = "auto") -> Split:
-    """``synthetic`` / ``synthetic-train`` (generated and cached on first use) or a split folder,
-    loaded with :func:`load_split`'s ``verify``."""
-    from . import synthetic
-
-    if name_or_path in synthetic.SPLITS:
-        return synthetic.ensure_split(name_or_path, verify=verify)
-    path = Path(name_or_path)
-    if not path.exists():
-        raise ManifestError(f"unknown split {name_or_path!r}: not one of {sorted(synthetic.SPLITS)} and no such folder")
-    return load_split(path, verify=verify)
-
-
-# ---- command line: python -m benchmark.split {build,info,export-hf,import-hf} ---------------------
-
-
-def _cli_parser():
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmark.split",
-        description="Build, inspect and share benchmark splits.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    build = commands.add_parser(
-        "build",
-        help="build a split from your own long videos",
-        description=(
-            "Turn every video in --videos (mp4, mkv, mov, avi, webm; the file name is the clip id) into a clip: "
-            "resampled to 25 fps (nearest timestamp) and 832x480 or 480x832 (centre crop), with whole-body "
-            "keypoints (rtmlib + onnxruntime, the 'pose' extra), a pose-control video, face crops and frame 0 "
-            "as the reference. The manifest is written last."
-        ),
-    )
-    build.add_argument("--videos", required=True, metavar="DIR", help="folder of source videos")
-    build.add_argument("--out", required=True, metavar="DIR", help="split folder to create")
-    build.add_argument("--name", help="split name (default: the --out folder's name)")
-    build.add_argument("--version", default="1", help="split version recorded in the manifest (default: 1)")
-    build.add_argument(
-        "--orientation",
-        choices=("auto", "landscape", "portrait"),
-        default="auto",
-        help="832x480 (landscape) or 480x832 (portrait); auto takes the orientation all videos share (default: auto)",
-    )
-    build.add_argument(
-        "--pose-model",
-        metavar="PATH_OR_URL",
-        help="whole-body RTMPose/RTMW ONNX model (default: $EVERANIMATE_POSE_MODEL, else rtmlib's download for --pose-mode)",
-    )
-    build.add_argument(
-        "--det-model",
-        metavar="PATH_OR_URL",
-        help="person detector (YOLOX) ONNX model (default: $EVERANIMATE_DET_MODEL, else rtmlib's download)",
-    )
-    build.add_argument(
-        "--pose-mode",
-        choices=("performance", "balanced", "lightweight"),
-        default="performance",
-        help="rtmlib's model preset, used for models not given explicitly (default: performance)",
-    )
-    build.add_argument("--device", default="cpu", help="onnxruntime device: cpu, cuda or cuda:N (default: cpu)")
-    build.add_argument("--max-seconds", type=float, metavar="S", help="keep at most the first S seconds of each video")
-    build.add_argument("--min-seconds", type=float, default=1.0, metavar="S", help="refuse videos shorter than S seconds (default: 1)")
-    build.add_argument("--face-size", type=int, default=512, metavar="N", help="side of the square face crops (default: 512)")
-    build.add_argument("--license", default="", metavar="TEXT", help="licence recorded for every clip")
-    build.add_argument("--source", metavar="TEXT", help="source recorded for every clip (default: the video's file name)")
-    build.add_argument("--overwrite", action="store_true", help="replace an existing split in --out")
-    build.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-    info = commands.add_parser("info", help="print a split's name, version, content hash and clips", description="Load and validate a split, then summarise it.")
-    info.add_argument("split", metavar="SPLIT", help="a split folder, or synthetic / synthetic-train")
-
-    verify = commands.add_parser(
-        "verify",
-        help="re-hash every file of a split and check every video",
-        description=(
-            "Read every file of a split in full: sha256 against the manifest, frame count, size and fps of every video, "
-            "the keypoints, and the reference against frame 0. Later loads only compare file sizes and modification "
-            "times with this verification, recorded in the cache folder."
-        ),
-    )
-    verify.add_argument("split", metavar="SPLIT", help="a split folder, or synthetic / synthetic-train")
-
-    export = commands.add_parser(
-        "export-hf",
-        help="save a split as a Hugging Face dataset folder",
-        description="Save a split as a datasets.Dataset (one row per clip, files as binary columns) with save_to_disk; push it with Dataset.push_to_hub if you like.",
-    )
-    export.add_argument("split", metavar="SPLIT", help="a split folder, or synthetic / synthetic-train")
-    export.add_argument("out", metavar="OUT", help="folder to write the dataset into")
-
-    imported = commands.add_parser(
-        "import-hf",
-        help="turn a Hugging Face dataset back into a split folder",
-        description="Load a dataset written by export-hf (a local folder or a Hub repo id), write the split files and manifest, and check the content hash.",
-    )
-    imported.add_argument("source", metavar="SOURCE", help="dataset folder or Hub repo id")
-    imported.add_argument("out", metavar="OUT", help="split folder to create")
-    imported.add_argument("--revision", help="Hub revision (branch, tag or commit) to load")
-    imported.add_argument("--hf-split", default="train", help="dataset split holding the clips, for Hub sources (default: train)")
-    return parser
-
-
-def _cli_split(name_or_path: str, verify: str = "auto") -> Split:
-    """A folder holding a manifest loads directly (no need for the synthetic renderer); anything
-    else goes through :func:`resolve_split`."""
-    if (Path(name_or_path) / MANIFEST_NAME).is_file():
-        return load_split(name_or_path, verify=verify)
-    return resolve_split(name_or_path, verify=verify)
-
-
-def _print_info(split: Split) -> None:
-    print(f"name:         {split.name}")
-    print(f"version:      {split.version}")
-    print(f"content hash: {split.content_hash}")
-    print(f"root:         {split.root}")
-    print(f"protocol:     {split.width}x{split.height} @ {split.fps} fps, face crops {split.face_size}x{split.face_size}")
-    if split.description:
-        print(f"description:  {split.description}")
-    print(f"clips:        {len(split.clips)} ({sum(c.seconds for c in split.clips):.2f} s in all)")
-    for clip in split.clips:
-        print(f"  {clip.id:<24} {clip.num_frames:>7} frames  {clip.seconds:9.2f} s")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m benchmark.split``; returns the process exit code."""
-    import sys
-
-    from .errors import BenchmarkError
-
-    args = _cli_parser().parse_args(argv)
-    try:
-        if args.command == "build":
-            from .build import build_split
-
-            split = build_split(
-                args.videos,
-                args.out,
-                name=args.name,
-                version=args.version,
-                orientation=args.orientation,
-                pose_model=args.pose_model,
-                det_model=args.det_model,
-                pose_mode=args.pose_mode,
-                device=args.device,
-                max_seconds=args.max_seconds,
-                min_seconds=args.min_seconds,
-                license=args.license,
-                source=args.source,
-                face_size=args.face_size,
-                overwrite=args.overwrite,
-                progress=not args.no_progress,
-            )
-            _print_info(split)
-        elif args.command == "info":
-            _print_info(_cli_split(args.split))
-        elif args.command == "verify":
-            began = time.perf_counter()
-            split = _cli_split(args.split, verify="full")
-            files = len(split.clips) * len(CLIP_FILE_FIELDS)
-            print(f"{split.name} ({split.content_hash}): {len(split.clips)} clips, {files} files verified in {time.perf_counter() - began:.1f} s")
-        elif args.command == "export-hf":
-            from .hf import export_split
-
-            print(export_split(_cli_split(args.split), args.out))
-        elif args.command == "import-hf":
-            from .hf import import_split
-
-            _print_info(import_split(args.source, args.out, revision=args.revision, hf_split=args.hf_split))
-    except BenchmarkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,402 @@
+"""Train EverAnimate's LoRA in two stages (paper Sec. 4.3): ``python -m everanimate.train --stage 1|2``.
+
+Stage 1, memory adaptation: standard flow matching (Eq. 4-5) of a chunk conditioned on its context
+memory (Eq. 1-3), with the motion memory perturbed. Stage 2, anti-drift adaptation: restorative flow
+matching (Eq. 6-12), starting from the stage-1 LoRA. Only the LoRA on attention q/k/v/o and the FFN
+linears trains; the base weights are frozen and never written.
+
+Data: pairs of adjacent chunks of the training split's long clips. The target chunk starts at ``s``, its
+context chunk at ``s - (chunk - overlap)`` (73 frames earlier for 77-frame chunks with 4 overlap), as
+consecutive chunks of a rollout do: M_mot is the last latent of the context chunk's encoding, M_id the
+encoding of K frames of the context chunk under T_id, and the reference in the backbone's slot 0 is
+the clip's frame 0. Each clip's first chunk is also a sample, with no motion memory and the reference
+repeated as identity memory, as a rollout's first chunk is. The frozen VAE encodes everything once into
+a bank cached in the run folder (stage 2 adds encoded perturbed copies of every target chunk, E(T_xi(V))).
+
+Timesteps: sigma uniform in [0, 1], then shifted with ``train_shift`` (5, as the release), the
+sampler's emphasis; the loss covers every slot, the prepended ones included, as the base model's.
+Deterministic per (seed, step), resumable from ``--run-dir``, with a held-out evaluation: PSNR of a
+few-chunk rollout of the test split's clips, exactly as the ``everanimate`` method generates them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from methods.wan import flow
+from methods.wan.checkpoint import step_generator
+from methods.wan.conditioning import video_frames
+from methods.wan.data import ClipArrays, load_clips, psnr, to_video
+from methods.wan.training import DEFAULT_ROOT, LossLog, due, learning_rate, out_of_time, record_evaluation, resume_run, save_run, set_learning_rate
+
+from .config import EverAnimateConfig
+from .inference import generate_chunk, start_state
+from .lora import lora_state, read_lora, save_lora
+from .memory import ChunkLayout, chunk_layout, identity_memory, layout_velocity, motion_memory, training_identity_frames
+from .rfm import random_perturbation, restorative_training_pair
+
+CHUNK_FRAMES = 77
+SHIPPED = Path(__file__).resolve().parent / "weights" / "synthetic"
+
+
+@dataclass
+class PairBank:
+    """Encoded training pairs (latents fp16). ``N`` samples, ``G`` identity draws, ``P`` perturbed draws."""
+
+    target: torch.Tensor  # (N, C, T, h, w): the chunk to generate
+    pose: torch.Tensor  # (N, C, T, h, w)
+    face: torch.Tensor  # uint8 (N, F, S, S, 3)
+    motion: torch.Tensor  # (N, C, r, h, w): last latents of the context chunk (zeros for first chunks)
+    identity: torch.Tensor  # (N, G, C, K, h, w): E(T_id(I_k)) of the context chunk
+    reference: torch.Tensor  # (N, C, 1, h, w): the clip's frame 0
+    first: torch.Tensor  # bool (N,): the clip's first chunk, with no context chunk
+    perturbed: torch.Tensor  # (N, P, C, T, h, w): E(T_xi(V)); P = 0 for stage 1
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name).contiguous() for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> "PairBank":
+        return cls(**tensors)
+
+
+def context_start(start: int, config: EverAnimateConfig, chunk_frames: int = CHUNK_FRAMES) -> int:
+    """First frame of the chunk before the one starting at ``start`` in a rollout."""
+    return start - (chunk_frames - config.overlap_frames)
+
+
+@torch.no_grad()
+def build_bank(backbone: Any, clips: list[ClipArrays], config: EverAnimateConfig, stride: int, identity_draws: int, perturbed_draws: int, seed: int, chunk_frames: int = CHUNK_FRAMES) -> PairBank:
+    """Encode every pair of adjacent chunks (target starts every ``stride`` frames) and each clip's first chunk."""
+    generator = torch.Generator().manual_seed(seed)
+    rows: dict[str, list[torch.Tensor]] = {name: [] for name in PairBank.__dataclass_fields__}
+    for clip in tqdm(clips, desc="encoding training pairs", leave=False):
+        reference = backbone.encode(clip.video[:1])
+        starts = [0, *range(chunk_frames - config.overlap_frames, clip.num_frames - chunk_frames + 1, stride)]
+        for start in starts:
+            window = clip.video[start : start + chunk_frames]
+            target = backbone.encode(window)
+            if start == 0:
+                motion = torch.zeros_like(target[:, :, : config.motion_latents])
+                identity = reference.repeat(1, 1, config.identity_frames, 1, 1).unsqueeze(1).repeat(1, identity_draws, 1, 1, 1, 1)
+            else:
+                context = clip.video[context_start(start, config, chunk_frames) :][:chunk_frames]
+                motion = motion_memory(backbone.encode(context), config.motion_latents)
+                draws = [identity_memory(training_identity_frames(context, config.identity_frames, generator, config), backbone.encode) for _ in range(identity_draws)]
+                identity = torch.stack(draws, dim=1)
+            perturbed = []
+            for _ in range(perturbed_draws):
+                frames, chosen = random_perturbation(window, config, generator)
+                perturbed.append(backbone.encode(frames) if chosen else target)
+            rows["target"].append(target.half())
+            rows["pose"].append(backbone.encode(clip.pose[start : start + chunk_frames]).half())
+            rows["face"].append(clip.face[start : start + chunk_frames].unsqueeze(0).clone())
+            rows["motion"].append(motion.half())
+            rows["identity"].append(identity.half())
+            rows["reference"].append(reference.half())
+            rows["first"].append(torch.tensor([start == 0]))
+            rows["perturbed"].append(torch.stack(perturbed, dim=1).half() if perturbed else target.new_zeros(1, 0, *target.shape[1:]).half())
+    return PairBank(**{name: torch.cat(values) for name, values in rows.items()})
+
+
+def training_batch(bank: PairBank, size: int, length: int, generator: torch.Generator, config: EverAnimateConfig) -> dict[str, Any]:
+    """``size`` samples of ``length`` latent slots: a first chunk with ``first_chunk_probability``, else a
+    pair; one of the identity draws; the motion memory with noise of a random level up to
+    ``motion_noise`` (the stage-1 perturbation of M_mot); one perturbed draw when the bank has them."""
+    first_rows = torch.nonzero(bank.first).flatten()
+    pair_rows = torch.nonzero(~bank.first).flatten()
+    if not len(pair_rows):
+        raise ValueError("the bank holds no pairs of adjacent chunks: the training clips are shorter than two chunks")
+    picks = []
+    for _ in range(size):
+        pool = first_rows if float(torch.rand((), generator=generator)) < config.first_chunk_probability else pair_rows
+        picks.append(int(pool[torch.randint(len(pool), (), generator=generator)]))
+    index = torch.tensor(picks)
+    draws = torch.randint(bank.identity.shape[1], (size,), generator=generator)
+    motion = bank.motion[index].float()
+    levels = config.motion_noise * torch.rand(size, 1, 1, 1, 1, generator=generator)
+    motion = motion + levels * torch.randn(motion.shape, generator=generator)
+    batch: dict[str, Any] = {
+        "clean": bank.target[index, :, :length].float(),
+        "pose": bank.pose[index, :, :length].float(),
+        "face": to_video(bank.face[index, : video_frames(length)]),
+        "motion": motion,
+        "identity": bank.identity[index, draws].float(),
+        "reference": bank.reference[index].float(),
+        "first": bank.first[index],
+        "perturbed": None,
+    }
+    if bank.perturbed.shape[1]:
+        which = torch.randint(bank.perturbed.shape[1], (size,), generator=generator)
+        batch["perturbed"] = bank.perturbed[index, which, :, :length].float()
+    return batch
+
+
+def batch_layout(batch: dict[str, Any], config: EverAnimateConfig, length: int) -> ChunkLayout:
+    """Every sample's layout (first chunks without motion memory), stacked along the batch."""
+    layouts = [
+        chunk_layout(config, batch["reference"][i : i + 1], batch["identity"][i : i + 1], length, None if bool(batch["first"][i]) else batch["motion"][i : i + 1])
+        for i in range(len(batch["first"]))
+    ]
+    return ChunkLayout(config.layout, torch.cat([x.latent for x in layouts]), torch.cat([x.mask for x in layouts]), torch.cat([x.prefix for x in layouts]))
+
+
+def training_loss(backbone: Any, batch: dict[str, Any], config: EverAnimateConfig, generator: torch.Generator) -> torch.Tensor:
+    """Eq. (5) (no perturbed chunk: stage 1) or Eq. (12) (stage 2) on one batch, over every slot."""
+    length = batch["clean"].shape[2]
+    layout = batch_layout(batch, config, length)
+    clean = layout.with_prefix(batch["clean"])
+    noise = torch.randn(clean.shape, generator=generator)
+    sigma = flow.sample_training_sigmas(clean.shape[0], generator, config.train_shift)
+    if batch["perturbed"] is None:
+        noisy, target = flow.flow_interpolant(clean, noise, sigma), flow.flow_velocity_target(clean, noise)
+    else:
+        noisy, target = restorative_training_pair(clean, noise, sigma, config, layout.with_prefix(batch["perturbed"]))
+    predicted = layout_velocity(backbone, layout, noisy, sigma, batch["pose"], batch["face"])
+    return flow.flow_matching_loss(predicted, target)
+
+
+@torch.no_grad()
+def evaluate(backbone: Any, config: EverAnimateConfig, clips: list[ClipArrays], chunks: int, steps: int, seed: int = 0) -> dict[str, float]:
+    """PSNR of ``chunks``-chunk rollouts of the held-out clips (as the benchmark generates them: the
+    latent carry of :mod:`everanimate.inference`, frames kept as the runner keeps them), overall and
+    for the chunks after the first, where the memory is at work."""
+    backbone.transformer.eval()
+    stride = CHUNK_FRAMES - config.overlap_frames
+    first_psnr, later_psnr = [], []
+    for number, clip in enumerate(clips):
+        references = clip.video[:1]
+        state = start_state(backbone, config, references)
+        for chunk in range(chunks):
+            start = chunk * stride
+            window = slice(start, start + CHUNK_FRAMES)
+            generator = torch.Generator().manual_seed(seed * 1000 + number * 100 + chunk)
+            frames, state = generate_chunk(backbone, config, state, references, clip.pose[window], clip.face[window], generator, clip.clip_id, steps)
+            kept = slice(0 if chunk == 0 else config.overlap_frames, None)
+            value = psnr(to_video(frames[kept]).unsqueeze(0), to_video(clip.video[window][kept]).unsqueeze(0))
+            (first_psnr if chunk == 0 else later_psnr).append(value)
+    backbone.transformer.train()
+    mean = lambda values: sum(values) / len(values) if values else float("nan")  # noqa: E731
+    return {"psnr": mean(first_psnr + later_psnr), "psnr_first_chunk": mean(first_psnr), "psnr_later_chunks": mean(later_psnr), "chunks": chunks}
+
+
+class LoraParameters:
+    """The LoRA of a transformer seen as a model by :mod:`methods.wan.checkpoint`: its state dict is the
+    adapter's tensors only, so checkpoints hold LoRA keys and never the frozen base."""
+
+    def __init__(self, transformer: Any):
+        self.transformer = transformer
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return lora_state(self.transformer)
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(self.transformer, tensors)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for name, p in self.transformer.named_parameters() if "lora_" in name]
+
+
+def prepare_backbone(backbone: Any, config: EverAnimateConfig, init: Path | None) -> LoraParameters:
+    """Freeze the base, attach the LoRA (from ``init`` when given: stage 2 starts from stage 1)."""
+    backbone.vae.requires_grad_(False)
+    backbone.transformer.requires_grad_(False)
+    if init is not None:
+        from .lora import attach_lora
+
+        tensors, init_config, _ = read_lora(init)
+        if (init_config.lora_rank, init_config.lora_alpha, init_config.layout) != (config.lora_rank, config.lora_alpha, config.layout):
+            raise ValueError(f"{init} has rank/alpha/layout {init_config.lora_rank}/{init_config.lora_alpha}/{init_config.layout}, this run {config.lora_rank}/{config.lora_alpha}/{config.layout}")
+        attach_lora(backbone, tensors, config)
+    else:
+        backbone.add_lora(rank=config.lora_rank, alpha=config.lora_alpha)
+    lora = LoraParameters(backbone.transformer)
+    for parameter in lora.parameters():
+        parameter.requires_grad_(True)
+    backbone.transformer.train()
+    return lora
+
+
+def base_fingerprint(weights: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted((weights / "transformer").glob("*.safetensors")) + sorted((weights / "vae").glob("*.safetensors")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+#: Options that change the weights, in the order the model card's command lists them.
+COMMAND_OPTIONS = ("stage", "steps", "batch", "lr", "warmup", "lengths", "rank", "layout", "perturbation_set", "first_chunk_probability", "stride", "seed")
+
+
+def training_command(args: argparse.Namespace) -> str:
+    options = " ".join(f"--{name.replace('_', '-')} {getattr(args, name)}" for name in COMMAND_OPTIONS)
+    return f"python -m everanimate.train {options} --export"
+
+
+def write_model_card(folder: Path, args: argparse.Namespace, step: int, history: list[dict], minutes: float, loss: float | None, lora_params: int) -> None:
+    last = history[-1] if history else {}
+    first = history[0] if history else {}
+    stage = {1: "memory adaptation (flow matching, perturbed motion memory)", 2: "anti-drift adaptation (restorative flow matching)"}[args.stage]
+    card = f"""# EverAnimate LoRA, stage {args.stage}: {stage}
+
+- Base: the synthetic preset (`methods/wan/weights/synthetic/`), frozen; LoRA rank {args.rank}, alpha {args.rank},
+  on attention q/k/v/o and both FFN linears ({lora_params} parameters). Layout `{args.layout}`.
+- Command: `{training_command(args)}`{' (after stage 1)' if args.stage == 2 else ''}. Deterministic per (seed, step),
+  resumable: rerunning the command continues the run.
+- {step} steps, {minutes:.0f} minutes of wall time on a 2-core CPU; pairs of adjacent 77-frame chunks of `{args.train_split}`,
+  batch {args.batch} x 20/L chunks of L slots ({args.lengths}), AdamW lr {args.lr}, sigma shift 5.
+- Final training loss (mean of the last 25 steps): {'not logged' if loss is None else f'{loss:.4f}'}.
+- Held-out: PSNR of {args.eval_chunks}-chunk rollouts of `{args.eval_split}` (20 steps): {last.get('psnr', float('nan')):.2f} dB
+  (first chunk {last.get('psnr_first_chunk', float('nan')):.2f}, later chunks {last.get('psnr_later_chunks', float('nan')):.2f});
+  at step {first.get('step', 0)} (the run's start: {'the base model with latent propagation, no LoRA' if args.stage == 1 else 'the stage-1 LoRA'}) {first.get('psnr', float('nan')):.2f} dB.
+- For the synthetic split only (64x96, 25 fps). Not a model of real video.
+"""
+    (folder / "MODEL_CARD.md").write_text(card)
+    (folder / "training_history.json").write_text(json.dumps(history, indent=1))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m everanimate.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--stage", type=int, choices=(1, 2), required=True, help="1: memory adaptation (FM); 2: anti-drift adaptation (RFM), from the stage-1 LoRA")
+    parser.add_argument("--weights", type=Path, default=Path(__file__).resolve().parents[1] / "methods" / "wan" / "weights" / "synthetic", help="base weights folder (the synthetic preset's)")
+    parser.add_argument("--init", type=Path, help="LoRA folder to start from (stage 2 default: the exported stage-1 LoRA)")
+    parser.add_argument("--run-dir", type=Path, help="checkpoints, bank and log (default: ~/.cache/everanimate-bench/train/everanimate-stageN)")
+    parser.add_argument("--train-split", default="synthetic-train")
+    parser.add_argument("--eval-split", default="synthetic")
+    parser.add_argument("--max-clips", type=int, default=None, help="train on the first N clips only (smoke runs)")
+    parser.add_argument("--eval-clips", type=int, default=None, help="evaluate on the first N held-out clips only (smoke runs)")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--lengths", default="10:0.5,20:0.5", help="latent slots per training chunk : probability (at least K + r + 1)")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--rank", type=int, default=16, help="LoRA rank, alpha = rank (the transformer is 128 wide)")
+    parser.add_argument("--layout", choices=("paper", "release"), default="paper")
+    parser.add_argument("--perturbation-set", choices=("paper", "release"), default="paper")
+    parser.add_argument("--first-chunk-probability", type=float, default=0.2, help="share of first-chunk samples (the release's 0.2)")
+    parser.add_argument("--stride", type=int, default=16, help="frames between training pairs")
+    parser.add_argument("--perturbed-draws", type=int, default=2, help="encoded T_xi draws per target chunk (stage 2)")
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--eval-chunks", type=int, default=4)
+    parser.add_argument("--save-every", type=int, default=100)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop this invocation after so many minutes (rerun to continue)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--export", nargs="?", type=Path, const=SHIPPED, default=None, help="write the LoRA to FOLDER/stageN (default FOLDER: everanimate/weights/synthetic)")
+    return parser
+
+
+def run_config(args: argparse.Namespace) -> EverAnimateConfig:
+    return EverAnimateConfig(
+        layout=args.layout,
+        lora_rank=args.rank,
+        lora_alpha=float(args.rank),
+        perturbation_set=args.perturbation_set,
+        first_chunk_probability=args.first_chunk_probability,
+        learning_rate=args.lr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from methods.wan.presets import load_backbone
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    lengths = [(int(a), float(b)) for a, b in (item.split(":") for item in args.lengths.split(","))]
+    config = run_config(args)
+    smallest = config.identity_frames + config.motion_latents + 1
+    if any(length < smallest for length, _ in lengths):
+        parser.error(f"--lengths: the paper layout needs at least K + r + 1 = {smallest} slots per chunk")
+    init = args.init if args.init is not None else (SHIPPED / "stage1" if args.stage == 2 else None)
+    if args.stage == 2 and not (init / "lora.json").is_file():
+        parser.error(f"stage 2 starts from a stage-1 LoRA: none in {init}; train stage 1 with --export first, or give --init")
+    run_dir = args.run_dir or DEFAULT_ROOT / f"everanimate-stage{args.stage}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "train.log"
+
+    torch.manual_seed(args.seed)
+    backbone = load_backbone("synthetic", weights=args.weights)
+    lora = prepare_backbone(backbone, config, init)
+    optimizer = torch.optim.AdamW(lora.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    base = base_fingerprint(args.weights)
+    info, step, history = resume_run(run_dir, lora, optimizer)  # type: ignore[arg-type]
+    if info and info.get("base") != base:
+        parser.error(f"{run_dir} was trained on other base weights; use a new --run-dir")
+    minutes_before = float(info.get("minutes", 0.0))
+
+    draws = args.perturbed_draws if args.stage == 2 else 0
+    bank_key = [base, args.train_split, args.max_clips, args.stride, draws, args.perturbation_set, config.identity_frames, config.motion_latents, config.overlap_frames, args.seed]
+    bank_path = run_dir / f"bank-{hashlib.sha256(json.dumps(bank_key).encode()).hexdigest()[:12]}.safetensors"
+    if bank_path.exists():
+        bank = PairBank.from_tensors(load_file(str(bank_path)))
+    else:
+        clips = load_clips(args.train_split, cache_dir=DEFAULT_ROOT / "data", max_clips=args.max_clips)
+        bank = build_bank(backbone, clips, config, args.stride, identity_draws=2, perturbed_draws=draws, seed=args.seed)
+        save_file(bank.tensors(), str(bank_path))
+    frames_needed = (args.eval_chunks - 1) * (CHUNK_FRAMES - config.overlap_frames) + CHUNK_FRAMES
+    eval_clips = load_clips(args.eval_split, cache_dir=DEFAULT_ROOT / "data", max_clips=args.eval_clips, frames=(0, frames_needed))
+
+    began = time.time()
+
+    def minutes() -> float:
+        """Wall time of the whole run so far, over all its invocations."""
+        return minutes_before + (time.time() - began) / 60
+
+    def run_eval() -> None:
+        record = {"step": step, **evaluate(backbone, config, eval_clips, args.eval_chunks, 20, args.seed), "minutes": minutes()}
+        record_evaluation(log_path, history, record)
+        bar.write(f"step {step}: rollout PSNR {record['psnr']:.2f} dB (first chunk {record['psnr_first_chunk']:.2f}, later {record['psnr_later_chunks']:.2f})")
+
+    bar = tqdm(total=args.steps, initial=step, desc=f"everanimate stage {args.stage}", dynamic_ncols=True)
+    if not history:
+        run_eval()  # step 0: the starting point (the base model, or the stage-1 LoRA)
+    losses = LossLog(log_path, bar)
+    length_weights = torch.tensor([p for _, p in lengths])
+    while step < args.steps:
+        set_learning_rate(optimizer, learning_rate(step, args.steps, args.lr, args.warmup))
+        generator = step_generator(args.seed, step)
+        length = lengths[int(torch.multinomial(length_weights, 1, generator=generator))][0]
+        batch = training_batch(bank, max(1, args.batch * 20 // length), length, generator, config)
+        loss = training_loss(backbone, batch, config, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(lora.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        losses.add(step, float(loss.detach()), optimizer.param_groups[0]["lr"], minutes())
+        bar.update(1)
+        stopping = out_of_time(began, args.max_minutes)
+        if due(step, args.eval_every, args.steps, False):
+            run_eval()
+        if due(step, args.save_every, args.steps, stopping):
+            save_run(run_dir, lora, optimizer, {"step": step, "history": history, "base": base, "minutes": minutes()}, args)  # type: ignore[arg-type]
+        if stopping:
+            bar.write(f"stopping after {args.max_minutes} minutes at step {step}; rerun the command to continue")
+            break
+    bar.close()
+    if args.export is not None:
+        folder = args.export / f"stage{args.stage}"
+        record = {"stage": args.stage, "step": step, "base_weights_sha256": base, "command": training_command(args), "minutes": round(minutes(), 1)}
+        save_lora(folder, backbone.transformer, config, record)
+        logged = [json.loads(line) for line in log_path.read_text().splitlines() if '"loss"' in line]
+        write_model_card(folder, args, step, history, minutes(), logged[-1]["loss"] if logged else None, sum(p.numel() for p in lora.parameters()))
+        print(f"exported {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
