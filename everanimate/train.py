@@ -256,7 +256,7 @@ def write_model_card(folder: Path, args: argparse.Namespace, step: int, history:
   on attention q/k/v/o and both FFN linears ({lora_params} parameters). Layout `{args.layout}`.
 - Command: `{training_command(args)}`{' (after stage 1)' if args.stage == 2 else ''}. Deterministic per (seed, step),
   resumable: rerunning the command continues the run.
-- {step} steps, {minutes:.0f} minutes of wall time on a 2-core CPU; pairs of adjacent 77-frame chunks of `{args.train_split}`,
+- {step} of {args.steps} steps{' (stopped early by --max-minutes, before the final learning-rate decay; rerun the command to continue)' if step < args.steps else ''}, {minutes:.0f} minutes of wall time on a 2-core CPU; pairs of adjacent 77-frame chunks of `{args.train_split}`,
   batch {args.batch} x 20/L chunks of L slots ({args.lengths}), AdamW lr {args.lr}, sigma shift 5.
 - Final training loss (mean of the last 25 steps): {'not logged' if loss is None else f'{loss:.4f}'}.
 - Held-out: PSNR of {args.eval_chunks}-chunk rollouts of `{args.eval_split}` (20 steps): {last.get('psnr', float('nan')):.2f} dB

@@ -57,6 +57,13 @@ class EverAnimate(WanMethod, ChunkMethod):
             if lora in LORA_CHOICES and preset != "synthetic" and backbone is None:
                 raise ValueError(f"lora={lora} names a LoRA trained for the synthetic preset; give lora=PATH for preset {preset!r}")
             folder = SHIPPED_LORAS / lora if lora in LORA_CHOICES else Path(lora)
+            if lora in LORA_CHOICES and not (folder / "lora.json").is_file():
+                stage = lora[-1]
+                raise ValueError(
+                    f"lora={lora}: no {lora} LoRA is shipped in {folder}; train it with "
+                    f"`python -m everanimate.train --stage {stage} --export`, or choose another lora= (shipped: "
+                    f"{', '.join(c for c in LORA_CHOICES if c == 'none' or (SHIPPED_LORAS / c / 'lora.json').is_file())})"
+                )
             self._lora_tensors, config, _ = read_lora(folder)
             self.lora_sha256 = hashlib.sha256((folder / "lora.safetensors").read_bytes()).hexdigest()[:16]
         overrides = {"layout": layout, "identity_frames": identity_frames, "motion_latents": motion_latents, "sampling_shift": shift}

@@ -154,3 +154,26 @@ def test_resume_through_the_runner_gives_the_same_video(tiny_split, tmp_path, la
     backbone = _backbone()
     protocol = tiny_split.protocol(chunk_frames=21, sampling_steps=2, carry_over=4)
     check_resume_matches(lambda: EverAnimate(backbone=backbone, lora="none", layout=layout), tiny_split, protocol, 60, tmp_path)
+
+
+def test_the_shipped_stage_one_lora_loads_on_the_synthetic_preset():
+    from methods.everanimate import SHIPPED_LORAS
+
+    tensors, config, record = read_lora(SHIPPED_LORAS / "stage1")
+    assert record["stage"] == 1 and config.layout == "paper"
+    method = EverAnimate(lora="stage1", steps=2)
+    assert method.describe()["lora_sha256"] and method.effective_protocol(Protocol(64, 96)).carry_over == 4
+    protocol = Protocol(width=64, height=96, chunk_frames=21, sampling_steps=2, carry_over=4)
+    clip = random_clip_context(protocol, 40, face_size=32)
+    frames, state = method.generate_chunk(method.start(clip), clip.read_controls(0, 21, 0))
+    loaded = lora_state(method.backbone.transformer)
+    assert loaded.keys() == tensors.keys() and all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+    assert frames.shape == (21, 96, 64, 3) and state["identity_complete"]
+
+
+def test_a_stage_that_is_not_shipped_says_how_to_train_it(tmp_path, monkeypatch):
+    import methods.everanimate as adapter
+
+    monkeypatch.setattr(adapter, "SHIPPED_LORAS", tmp_path)
+    with pytest.raises(ValueError, match=r"no stage2 LoRA is shipped.*python -m everanimate.train --stage 2 --export.*shipped: none"):
+        EverAnimate(backbone=_backbone(), lora="stage2")

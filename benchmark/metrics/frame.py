@@ -143,8 +143,8 @@ def _band_matrix(taps: torch.Tensor, block: int) -> torch.Tensor:
 
 
 def _blurred_moments(x: torch.Tensor, y: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
-    """Gaussian-filtered ``x, y, x^2 + y^2, x y`` of one ``(H, W)`` channel pair, float64, 'valid'
-    region only: ``(4, H - 2r, W - 2r)``.
+    """Gaussian-filtered ``x, y, x^2 + y^2, x y`` of ``(N, H, W)`` channel pairs, float64, 'valid'
+    region only: ``(N, 4, H - 2r, W - 2r)``.
 
     Each 1-D pass is one matrix product of overlapping input runs (a strided view) with the banded
     matrix: in float64 this runs at matmul speed, where float64 convolutions on CPU are ~14x slower
@@ -152,19 +152,24 @@ def _blurred_moments(x: torch.Tensor, y: torch.Tensor, band: torch.Tensor) -> to
     pass copies its input; the padding only produces outputs that are cut off.
     """
     span, block = band.shape
-    height, width = x.shape
+    count, height, width = x.shape
     out_h, out_w = height - span + block, width - span + block
     padded_h, padded_w = -(-out_h // block) * block + span - block, -(-out_w // block) * block + span - block
-    maps = torch.zeros(4, padded_h, padded_w, dtype=torch.float64, device=x.device)
-    a, b = maps[0, :height, :width], maps[1, :height, :width]
+    maps = torch.zeros(count, 4, padded_h, padded_w, dtype=torch.float64, device=x.device)
+    a, b = maps[:, 0, :height, :width], maps[:, 1, :height, :width]
     a.copy_(x)
     b.copy_(y)
     # Only the sum of the two variances enters SSIM, so a^2 + b^2 is filtered as one map.
-    torch.mul(a, a, out=maps[2, :height, :width]).addcmul_(b, b)
-    torch.mul(a, b, out=maps[3, :height, :width])
+    torch.mul(a, a, out=maps[:, 2, :height, :width]).addcmul_(b, b)
+    torch.mul(a, b, out=maps[:, 3, :height, :width])
     rows = (maps.unfold(-1, span, block) @ band).flatten(-2)
     columns = (band.T @ rows.unfold(-2, span, block).transpose(-1, -2)).flatten(-3, -2)
-    return columns[:, :out_h, :out_w]
+    return columns[..., :out_h, :out_w]
+
+
+#: float64 values of the filtered maps held at once; small frames are filtered many channels at a
+#: time (per-call overhead dominates them), large ones a channel at a time (the maps stay in cache).
+SSIM_BATCH_VALUES = 1 << 21
 
 
 def ssim_per_frame(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -179,25 +184,27 @@ def ssim_per_frame(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) ->
     Every statistic is computed in float64, as scikit-image does: the variances are differences of
     nearly equal second moments (``E[x^2] - mu^2``), which float32 leaves wrong by up to ~2e-6 in
     SSIM at 480p. Inputs are converted to float64 as they are, so pass ``uint8 / 255`` computed in
-    float64 (``to_unit_float(frames, torch.float64)``) for scikit-image's exact input. One frame and
-    channel at a time keeps the float64 maps in cache.
+    float64 (``to_unit_float(frames, torch.float64)``) for scikit-image's exact input.
     """
     if min(x.shape[-2:]) < 2 * SSIM_RADIUS + 1:
         raise ValueError(f"SSIM needs frames of at least {2 * SSIM_RADIUS + 1} pixels per side, got {tuple(x.shape[-2:])}")
+    frames, channels, height, width = x.shape
+    if frames == 0:
+        return torch.zeros(0, dtype=torch.float64, device=x.device)
     band = _band_matrix(gaussian_window(dtype=torch.float64).to(x.device), SSIM_FILTER_BLOCK)
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
-    scores = []
-    for frame in range(x.shape[0]):
-        channel_means = []
-        for channel in range(x.shape[1]):
-            mu_x, mu_y, second_moments, mu_xy_raw = _blurred_moments(x[frame, channel], y[frame, channel], band)
-            mu_x_mu_y = mu_x * mu_y
-            mu_sq = torch.addcmul(mu_x.square(), mu_y, mu_y)
-            numerator = (mu_x_mu_y * 2 + c1).mul_((mu_xy_raw - mu_x_mu_y).mul_(2).add_(c2))
-            denominator = (mu_sq + c1).mul_(second_moments.sub(mu_sq).add_(c2))
-            channel_means.append(numerator.div_(denominator).mean())
-        scores.append(torch.stack(channel_means).mean())
-    return torch.stack(scores) if scores else torch.zeros(0, dtype=torch.float64, device=x.device)
+    pairs_x, pairs_y = x.reshape(-1, height, width), y.reshape(-1, height, width)
+    group = max(1, SSIM_BATCH_VALUES // (4 * height * width))
+    means = []
+    for first in range(0, pairs_x.shape[0], group):
+        moments = _blurred_moments(pairs_x[first : first + group], pairs_y[first : first + group], band)
+        mu_x, mu_y, second_moments, mu_xy_raw = moments.unbind(1)
+        mu_x_mu_y = mu_x * mu_y
+        mu_sq = torch.addcmul(mu_x.square(), mu_y, mu_y)
+        numerator = (mu_x_mu_y * 2 + c1).mul_((mu_xy_raw - mu_x_mu_y).mul_(2).add_(c2))
+        denominator = (mu_sq + c1).mul_(second_moments.sub(mu_sq).add_(c2))
+        means.append(numerator.div_(denominator).mean(dim=(-2, -1)))
+    return torch.cat(means).reshape(frames, channels).mean(dim=1)
 
 
 class SSIM(WindowedFrameMetric):
