@@ -4,7 +4,6 @@ files, each failing or flagging only its own clip; and what the results record a
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from benchmark import evaluate as evaluate_cli

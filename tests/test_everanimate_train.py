@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from everanimate.config import EverAnimateConfig
-from everanimate.train import LoraParameters, build_bank, context_start, prepare_backbone, training_batch, training_loss
+from everanimate.train import build_bank, context_start, prepare_backbone, training_batch, training_loss
 from methods.wan.checkpoint import load_checkpoint, save_checkpoint
 from methods.wan.data import ClipArrays
 from methods.wan.presets import tiny_random_backbone
