@@ -60,6 +60,44 @@ def barrier() -> None:
         dist.barrier()
 
 
+def first_error(message: str | None) -> str | None:
+    """Agree on failure. Every process passes its own error message (or None) and gets the first one in
+    rank order, so a check that fails on one process stops every process at the same point instead of
+    leaving the others waiting in a collective."""
+    if not is_distributed():
+        return message
+    gathered: list[str | None] = [None] * world_size()
+    dist.all_gather_object(gathered, message)
+    return next((m for m in gathered if m is not None), None)
+
+
+def main_process_first(step: Callable[[bool], T], errors: tuple[type[Exception], ...]) -> tuple[T | None, str | None]:
+    """Run ``step(is_main)`` on the first process and then, once it has succeeded, on the others.
+
+    For work that only the first process may do (verify a split, claim an output folder) and that the
+    others must wait for. Returns ``(value, error)``: an exception from ``errors`` on any process becomes
+    the same error message on every process, and ``value`` is None then.
+    """
+    value, error = None, None
+    for main_turn in (True, False):
+        if error is None and (rank() == 0) == main_turn:
+            try:
+                value = step(main_turn)
+            except errors as exc:
+                error = str(exc)
+        error = first_error(error)
+    return (None if error else value), error
+
+
+def shutdown() -> None:
+    """Leave the process group once every process has reached this point. A process that exits while
+    another still uses the group makes gloo abort at exit; one that waits here exits cleanly."""
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard(items: Sequence[T]) -> list[T]:
     """This process's share of ``items``: ``items[rank::world_size]``."""
     return list(items)[rank() :: world_size()]

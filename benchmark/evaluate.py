@@ -365,20 +365,37 @@ def main(argv: list[str] | None = None) -> int:
         check_device(args.device)
         metrics = parse_metrics(args.metrics)
         distributed.init_from_env(args.device)
-        split = resolve_split(args.split) if distributed.rank() == 0 else None
-        distributed.barrier()
-        split = (split or resolve_split(args.split, verify="none")).limited(args.limit)
-        if args.horizon:
-            horizons = resolve_horizons(args.horizon, split.protocol(), split.shortest_seconds)
-        else:
-            horizons, dropped = default_horizons(split.protocol(), split.shortest_seconds)
-            if dropped and distributed.rank() == 0:
-                print(f"note: {dropped}", file=sys.stderr)
-        protocol, arguments, unavailable = chunk_structure(split, horizons, args.carry_over, args.chunk_frames)
-        harness = make_harness(protocol, horizons, metrics, args.device, args.weights_dir, unavailable)
     except (BenchmarkError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    code = _evaluate_folder(args, metrics)
+    # Reached by every process on success and on input errors alike; an exception is left to torchrun.
+    distributed.shutdown()
+    return code
+
+
+def _load(args: argparse.Namespace, metrics: list[str] | None, is_main: bool) -> tuple:
+    split = resolve_split(args.split, verify="auto" if is_main else "none").limited(args.limit)
+    if args.horizon:
+        horizons = resolve_horizons(args.horizon, split.protocol(), split.shortest_seconds)
+    else:
+        horizons, dropped = default_horizons(split.protocol(), split.shortest_seconds)
+        if dropped and is_main:
+            print(f"note: {dropped}", file=sys.stderr)
+    protocol, arguments, unavailable = chunk_structure(split, horizons, args.carry_over, args.chunk_frames)
+    harness = make_harness(protocol, horizons, metrics, args.device, args.weights_dir, unavailable)
+    return split, horizons, protocol, arguments, harness
+
+
+def _evaluate_folder(args: argparse.Namespace, metrics: list[str] | None) -> int:
+    is_main = distributed.rank() == 0
+    # The first process reads and verifies the split; the others load it once it has succeeded.
+    loaded, error = distributed.main_process_first(lambda main: _load(args, metrics, main), (BenchmarkError, ValueError))
+    if error is not None:
+        if is_main:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    split, horizons, protocol, arguments, harness = loaded
     if args.carry_over is None:
         boundaries = []
     else:
@@ -388,12 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     mine = {clip_id: videos[clip_id] for clip_id in distributed.shard([c.id for c in split.clips])}
     evaluation = evaluate_clips(harness, split, protocol, mine, {c: boundaries for c in mine}, progress=not args.no_progress)
     clips, failed = gather(evaluation, split)
-    if distributed.rank() == 0:
+    if is_main:
         method = {"name": args.method_name, "arguments": {"videos": str(args.videos), **arguments}}
         results = build_results(harness, clips, failed, split, protocol, method, args.limit, args.device, {"evaluation_s": round(evaluation.seconds, 3)})
         publish(args.out or args.videos / "evaluation", results, clips)
     return 1 if failed else 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

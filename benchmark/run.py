@@ -102,52 +102,84 @@ class RunSetup:
     harness: object
 
 
-def prepare(args: argparse.Namespace, is_main: bool) -> RunSetup:
-    metrics = parse_metrics(args.metrics)
-    method = registry.build_from_command_line(args.method, args.method_arg, device=args.device)
-    # The first process reads (and verifies) the split; the others then load it without re-hashing.
-    split = resolve_split(args.split) if is_main else None
-    distributed.barrier()
-    split = (split or resolve_split(args.split, verify="none")).limited(args.limit)
+INPUT_ERRORS = (BenchmarkError, MethodError, ValueError)
+
+
+def prepare(args: argparse.Namespace, method: Method, is_main: bool) -> RunSetup:
+    """Resolve the split, horizons, protocol and harness. The first process reads and verifies the split;
+    the others load it afterwards without re-hashing."""
+    split = resolve_split(args.split, verify="auto" if is_main else "none").limited(args.limit)
     horizons = resolve_horizons(args.horizon, split.protocol(), split.shortest_seconds)
     protocol = method.effective_protocol(split.protocol(horizons_s=horizons))
-    harness = make_harness(protocol, horizons, metrics, args.device, args.weights_dir)
+    harness = make_harness(protocol, horizons, parse_metrics(args.metrics), args.device, args.weights_dir)
     described = method.describe()
     fingerprint = hashlib.sha256(json.dumps([described, protocol.hash, split.content_hash], sort_keys=True, default=str).encode()).hexdigest()[:16]
     out = args.out or Path("runs") / f"{method.name}-{split.name}"
     return RunSetup(method, split, protocol, horizons, described, fingerprint, out, harness)
 
 
+def _claim_out(args: argparse.Namespace, setup: RunSetup) -> FolderLock:
+    """Lock ``--out`` for this run and check or write its run record (first process only)."""
+    lock = FolderLock(setup.out).acquire()
+    run_record = {
+        "method": setup.described,
+        "protocol_hash": setup.protocol.hash,
+        "split": setup.split.name,
+        "split_hash": setup.split.content_hash,
+        "limit": args.limit,
+        "fingerprint": setup.fingerprint,
+    }
+    try:
+        _prepare_out(setup.out, run_record, args.resume, args.overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    lock = None
     try:
         check_device(args.device)
+        parse_metrics(args.metrics)
         distributed.init_from_env(args.device)
-        is_main = distributed.rank() == 0
-        setup = prepare(args, is_main)
-        if is_main:
-            lock = FolderLock(setup.out).acquire()
-            run_record = {
-                "method": setup.described,
-                "protocol_hash": setup.protocol.hash,
-                "split": setup.split.name,
-                "split_hash": setup.split.content_hash,
-                "limit": args.limit,
-                "fingerprint": setup.fingerprint,
-            }
-            _prepare_out(setup.out, run_record, args.resume, args.overwrite)
-        distributed.barrier()
-    except (BenchmarkError, MethodError, ValueError) as exc:
-        if lock is not None:
-            lock.release()
+    except INPUT_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    locks: list[FolderLock] = []
     try:
-        return _generate_and_evaluate(args, setup, progress=not args.no_progress and is_main, is_main=is_main)
+        code = _run(args, locks)
     finally:
-        if lock is not None:
+        for lock in locks:
             lock.release()
+    # Reached by every process on success and on input errors alike; an exception is left to torchrun.
+    distributed.shutdown()
+    return code
+
+
+def _run(args: argparse.Namespace, locks: list[FolderLock]) -> int:
+    is_main = distributed.rank() == 0
+    method, error = None, None
+    try:
+        # Every process builds its method at the same time.
+        method = registry.build_from_command_line(args.method, args.method_arg, device=args.device)
+    except INPUT_ERRORS as exc:
+        error = str(exc)
+    error = distributed.first_error(error)
+
+    def setup_step(main: bool) -> RunSetup:
+        setup = prepare(args, method, is_main=main)
+        if main:
+            locks.append(_claim_out(args, setup))
+        return setup
+
+    # The first process checks the split and claims --out alone; the others follow once it has succeeded.
+    setup, error = (None, error) if error else distributed.main_process_first(setup_step, INPUT_ERRORS)
+    if error is not None:
+        if is_main:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    return _generate_and_evaluate(args, setup, progress=not args.no_progress and is_main, is_main=is_main)
 
 
 def _generate_and_evaluate(args: argparse.Namespace, setup: RunSetup, progress: bool, is_main: bool) -> int:

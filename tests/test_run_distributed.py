@@ -43,3 +43,21 @@ def test_two_gloo_processes_under_torchrun_match_one_process(tiny_split_dir, tmp
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
     # The timing record counts the chunks of both processes, not only rank 0's.
     assert results[1]["timing"]["chunks_generated"] == results[0]["timing"]["chunks_generated"] > 0
+
+
+@pytest.mark.slow
+def test_an_error_only_the_first_process_sees_stops_every_process(tiny_split_dir, tmp_path):
+    """An occupied ``--out`` is checked by rank 0 alone; rank 1 must not be left waiting in a collective."""
+    arguments = ["-m", "benchmark.run", "--method", "reference-copy", "--split", str(tiny_split_dir), "--horizon", "2"]
+    arguments += ["--metrics", "psnr", "--no-progress", "--out", str(tmp_path / "run")]
+    _run([sys.executable, *arguments], tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *arguments],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0
+    assert done.stderr.count("already holds a run; pass --resume") == 1, done.stderr[-3000:]
+    # The first process to finish returns status 2 (torchrun then stops the other); the only traceback
+    # is torchrun's own report of that status.
+    assert "exitcode  : 2" in done.stderr and "SIGABRT" not in done.stderr and "benchmark/" not in done.stderr.replace(str(tiny_split_dir), ""), done.stderr[-3000:]
