@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from .errors import BenchmarkError
 from .files import temporary_sibling
 from .splits.registry import resolve_split
 from .video import read_frames
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def frame_at(path: Path, index: int, clip_id: str) -> torch.Tensor:

@@ -16,6 +16,15 @@ from typing import Any
 from methods.wan.backbone import LORA_TARGET_MODULES
 
 LAYOUTS = ("paper", "release")
+#: "latent": Persistent Latent Propagation (Sec. 4.1). "image": the ablation without it (Table 2,
+#: "w/o PLP"): Wan-Animate's image-space carry, the previous chunk's last frames decoded and encoded
+#: again into the conditioning slots, with the single reference in slot 0 and no identity memory.
+#: "none" (inference only, a control): no motion memory in any chunk, every chunk conditioned as the
+#: first one is, on the chunk grid of "latent"; it measures how much the output depends on M_mot.
+CARRIES = ("latent", "image", "none")
+#: Frames each chunk re-generates from the previous one, by carry: the span of the one motion latent
+#: (the release's 4 overlap frames), or Wan-Animate's one carried frame (refert_num 1).
+CARRY_OVERLAP = {"latent": 4, "image": 1, "none": 4}
 PERTURBATION_SETS = ("paper", "release")
 
 #: One perturbation of T_xi: (name, probability, lowest strength, highest strength). Strengths are in
@@ -43,6 +52,7 @@ RELEASE_PERTURBATIONS: tuple[PerturbationSpec, ...] = (
 @dataclass(frozen=True)
 class EverAnimateConfig:
     # ---- Persistent Latent Propagation (Sec. 4.1) ----
+    carry: str = "latent"  # see CARRIES
     identity_frames: int = 4  # K: one user reference + three views (Sec. 5)
     motion_latents: int = 1  # r: last latent slices of the previous chunk (Eq. 1)
     # "paper": M_ctx in the conditioning channels of the T_z target slots (Eq. 2-3), the reference in
@@ -90,11 +100,16 @@ class EverAnimateConfig:
     sampling_shift: float = 5.0
     # Frames each chunk re-generates from the previous one (the release's 77-frame chunks with 4
     # overlap frames): the span of the one motion latent, which the runner drops from the output.
+    # CARRY_OVERLAP gives the value for each carry.
     overlap_frames: int = 4
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.carry not in CARRIES:
+            raise ValueError(f"carry must be one of {CARRIES}, got {self.carry!r}")
+        if self.carry == "image" and self.layout != "paper":
+            raise ValueError("carry='image' uses the backbone's own layout; it needs layout='paper'")
         if self.perturbation_set not in PERTURBATION_SETS:
             raise ValueError(f"perturbation_set must be one of {PERTURBATION_SETS}, got {self.perturbation_set!r}")
         if self.identity_frames < 1 or self.motion_latents < 1:
@@ -155,4 +170,4 @@ def _as_tuples(value: Any) -> Any:
     return value
 
 
-__all__ = ["EverAnimateConfig", "LAYOUTS", "PAPER_PERTURBATIONS", "PERTURBATION_SETS", "RELEASE_PERTURBATIONS"]
+__all__ = ["CARRIES", "CARRY_OVERLAP", "EverAnimateConfig", "LAYOUTS", "PAPER_PERTURBATIONS", "PERTURBATION_SETS", "RELEASE_PERTURBATIONS"]

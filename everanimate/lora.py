@@ -81,3 +81,13 @@ def attach_lora(backbone: Any, tensors: dict[str, torch.Tensor], config: EverAni
     if unexpected or missing:
         raise LoraError(f"LoRA does not fit the transformer: unexpected keys {unexpected[:5]}, missing keys {missing[:5]}")
     backbone.transformer.eval()
+
+
+def merge_lora(transformer: Any) -> None:
+    """Fold the adapter into the base weights (``W + scale B A``) for inference, so a chunk costs what
+    the base model's does. The adapter tensors stay readable (:func:`lora_state`); training never merges."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in transformer.modules():
+        if isinstance(module, BaseTunerLayer) and not module.merged:
+            module.merge()

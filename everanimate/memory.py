@@ -203,6 +203,14 @@ def release_layout(anchors: torch.Tensor, num_latents: int, motion: torch.Tensor
     return ChunkLayout("release", latent, mask, anchors)
 
 
+def image_carry_layout(reference_latent: torch.Tensor, slot_latent: torch.Tensor, slot_mask: torch.Tensor) -> ChunkLayout:
+    """The ablation without PLP (Table 2, "w/o PLP"), ``carry="image"``: Wan-Animate's conditioning. The
+    slots hold the temporal guidance (the previous chunk's last frames, decoded and encoded again, see
+    :meth:`WanBackbone.temporal_guidance`) with mask 1 on those frames, the single reference slot 0."""
+    latent, mask = with_reference_slot(reference_latent, slot_latent, slot_mask)
+    return ChunkLayout("image", latent, mask, reference_latent.to(latent))
+
+
 def chunk_layout(
     config: EverAnimateConfig,
     reference_latent: torch.Tensor,
@@ -210,8 +218,8 @@ def chunk_layout(
     num_latents: int,
     motion: torch.Tensor | None = None,
 ) -> ChunkLayout:
-    """The configured layout. The release's anchors are the identity memory (which holds the user
-    reference), so it ignores ``reference_latent``."""
+    """The configured layout of the latent carry. The release's anchors are the identity memory (which
+    holds the user reference), so it ignores ``reference_latent``."""
     if config.layout == "paper":
         return paper_layout(reference_latent, identity, num_latents, motion, config.motion_latents)
     return release_layout(identity, num_latents, motion, config.motion_latents)
@@ -345,13 +353,9 @@ def sample_layout(
     text_embeds: torch.Tensor | None = None,
     image_embeds: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Euler sampling of one chunk on diffusers' schedule, as :meth:`WanBackbone.sample` does: noise
-    on all slots (drawn on the CPU), the prepended slots stepped with the model's own prediction, and
-    only the ``T`` generated slots returned ``(B, C, T, h, w)``."""
-    shape = (layout.latent.shape[0], backbone.latent_channels, *layout.latent.shape[2:])
-    latent = torch.randn(shape, generator=generator, dtype=torch.float32).to(backbone.device)
-    sigmas = flow.sampling_sigmas(steps, shift).tolist()
-    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
-        velocity = layout_velocity(backbone, layout, latent, sigma, pose_latent, face_pixels, text_embeds, image_embeds)
-        latent = flow.euler_step(latent, velocity, sigma, sigma_next)
-    return layout.drop_prefix(latent)
+    """Euler sampling of one chunk with :func:`methods.wan.flow.euler_sample`, as
+    :meth:`WanBackbone.sample` does: noise on all slots (drawn on the CPU), the prepended slots stepped
+    with the model's own prediction, and only the ``T`` generated slots returned ``(B, C, T, h, w)``."""
+    noise = backbone.initial_noise(layout.latent, generator)
+    velocity = lambda latent, sigma: layout_velocity(backbone, layout, latent, sigma, pose_latent, face_pixels, text_embeds, image_embeds)  # noqa: E731
+    return layout.drop_prefix(flow.euler_sample(velocity, noise, steps, shift))

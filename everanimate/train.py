@@ -13,6 +13,10 @@ the clip's frame 0. Each clip's first chunk is also a sample, with no motion mem
 repeated as identity memory, as a rollout's first chunk is. The frozen VAE encodes everything once into
 a bank cached in the run folder (stage 2 adds encoded perturbed copies of every target chunk, E(T_xi(V))).
 
+``--carry image`` trains the ablation without PLP on Wan-Animate's conditioning instead: the target's
+first frame (the previous chunk's last, with one frame of overlap) encoded as temporal guidance, the
+reference in slot 0, no identity memory and no motion-memory noise.
+
 Timesteps: sigma uniform in [0, 1], then shifted with ``train_shift`` (5, as the release), the
 sampler's emphasis; the loss covers every slot, the prepended ones included, as the base model's.
 Deterministic per (seed, step), resumable from ``--run-dir``, with a held-out evaluation: PSNR of a
@@ -36,14 +40,14 @@ from tqdm.auto import tqdm
 
 from methods.wan import flow
 from methods.wan.checkpoint import step_generator
-from methods.wan.conditioning import video_frames
+from methods.wan.conditioning import guided_frames_mask, video_frames
 from methods.wan.data import ClipArrays, load_clips, psnr, to_video
 from methods.wan.training import DEFAULT_ROOT, LossLog, due, learning_rate, out_of_time, record_evaluation, resume_run, save_run, set_learning_rate
 
-from .config import EverAnimateConfig
+from .config import CARRIES, CARRY_OVERLAP, EverAnimateConfig
 from .inference import generate_chunk, start_state
 from .lora import lora_state, read_lora, save_lora
-from .memory import ChunkLayout, chunk_layout, identity_memory, layout_velocity, motion_memory, training_identity_frames
+from .memory import ChunkLayout, chunk_layout, identity_memory, image_carry_layout, layout_velocity, motion_memory, training_identity_frames
 from .rfm import random_perturbation, restorative_training_pair
 
 CHUNK_FRAMES = 77
@@ -57,7 +61,9 @@ class PairBank:
     target: torch.Tensor  # (N, C, T, h, w): the chunk to generate
     pose: torch.Tensor  # (N, C, T, h, w)
     face: torch.Tensor  # uint8 (N, F, S, S, 3)
-    motion: torch.Tensor  # (N, C, r, h, w): last latents of the context chunk (zeros for first chunks)
+    # (N, C, r, h, w): last latents of the context chunk (zeros for first chunks); with carry "image",
+    # (N, C, T, h, w): the temporal guidance of the target chunk (blank for first chunks)
+    motion: torch.Tensor
     identity: torch.Tensor  # (N, G, C, K, h, w): E(T_id(I_k)) of the context chunk
     reference: torch.Tensor  # (N, C, 1, h, w): the clip's frame 0
     first: torch.Tensor  # bool (N,): the clip's first chunk, with no context chunk
@@ -87,7 +93,11 @@ def build_bank(backbone: Any, clips: list[ClipArrays], config: EverAnimateConfig
         for start in starts:
             window = clip.video[start : start + chunk_frames]
             target = backbone.encode(window)
-            if start == 0:
+            if config.carry == "image":
+                guide = None if start == 0 else window[: config.overlap_frames]
+                motion = backbone.temporal_guidance(guide, target.shape[2], window.shape[1], window.shape[2])[0]
+                identity = reference.repeat(1, 1, config.identity_frames, 1, 1).unsqueeze(1).repeat(1, identity_draws, 1, 1, 1, 1)
+            elif start == 0:
                 motion = torch.zeros_like(target[:, :, : config.motion_latents])
                 identity = reference.repeat(1, 1, config.identity_frames, 1, 1).unsqueeze(1).repeat(1, identity_draws, 1, 1, 1, 1)
             else:
@@ -125,8 +135,11 @@ def training_batch(bank: PairBank, size: int, length: int, generator: torch.Gene
     index = torch.tensor(picks)
     draws = torch.randint(bank.identity.shape[1], (size,), generator=generator)
     motion = bank.motion[index].float()
-    levels = config.motion_noise * torch.rand(size, 1, 1, 1, 1, generator=generator)
-    motion = motion + levels * torch.randn(motion.shape, generator=generator)
+    if config.carry == "image":
+        motion = motion[:, :, :length]
+    else:
+        levels = config.motion_noise * torch.rand(size, 1, 1, 1, 1, generator=generator)
+        motion = motion + levels * torch.randn(motion.shape, generator=generator)
     batch: dict[str, Any] = {
         "clean": bank.target[index, :, :length].float(),
         "pose": bank.pose[index, :, :length].float(),
@@ -144,11 +157,18 @@ def training_batch(bank: PairBank, size: int, length: int, generator: torch.Gene
 
 
 def batch_layout(batch: dict[str, Any], config: EverAnimateConfig, length: int) -> ChunkLayout:
-    """Every sample's layout (first chunks without motion memory), stacked along the batch."""
-    layouts = [
-        chunk_layout(config, batch["reference"][i : i + 1], batch["identity"][i : i + 1], length, None if bool(batch["first"][i]) else batch["motion"][i : i + 1])
-        for i in range(len(batch["first"]))
-    ]
+    """Every sample's layout (first chunks without motion memory or guidance), stacked along the batch."""
+    if config.carry == "image":
+        height, width = batch["reference"].shape[3:]
+        layouts = [
+            image_carry_layout(batch["reference"][i : i + 1], batch["motion"][i : i + 1], guided_frames_mask(length, 0 if bool(first) else config.overlap_frames, height, width))
+            for i, first in enumerate(batch["first"])
+        ]
+    else:
+        layouts = [
+            chunk_layout(config, batch["reference"][i : i + 1], batch["identity"][i : i + 1], length, None if bool(batch["first"][i]) else batch["motion"][i : i + 1])
+            for i in range(len(batch["first"]))
+        ]
     return ChunkLayout(config.layout, torch.cat([x.latent for x in layouts]), torch.cat([x.mask for x in layouts]), torch.cat([x.prefix for x in layouts]))
 
 
@@ -218,8 +238,10 @@ def prepare_backbone(backbone: Any, config: EverAnimateConfig, init: Path | None
         from .lora import attach_lora
 
         tensors, init_config, _ = read_lora(init)
-        if (init_config.lora_rank, init_config.lora_alpha, init_config.layout) != (config.lora_rank, config.lora_alpha, config.layout):
-            raise ValueError(f"{init} has rank/alpha/layout {init_config.lora_rank}/{init_config.lora_alpha}/{init_config.layout}, this run {config.lora_rank}/{config.lora_alpha}/{config.layout}")
+        theirs = (init_config.lora_rank, init_config.lora_alpha, init_config.layout, init_config.carry)
+        ours = (config.lora_rank, config.lora_alpha, config.layout, config.carry)
+        if theirs != ours:
+            raise ValueError(f"{init} has rank/alpha/layout/carry {'/'.join(map(str, theirs))}, this run {'/'.join(map(str, ours))}")
         attach_lora(backbone, tensors, config)
     else:
         backbone.add_lora(rank=config.lora_rank, alpha=config.lora_alpha)
@@ -238,30 +260,52 @@ def base_fingerprint(weights: Path) -> str:
 
 
 #: Options that change the weights, in the order the model card's command lists them.
-COMMAND_OPTIONS = ("stage", "steps", "batch", "lr", "warmup", "lengths", "rank", "layout", "perturbation_set", "first_chunk_probability", "stride", "seed")
+COMMAND_OPTIONS = ("stage", "steps", "batch", "lr", "warmup", "lengths", "rank", "layout", "carry", "perturbation_set", "first_chunk_probability", "stride", "seed")
 
 
 def training_command(args: argparse.Namespace) -> str:
     options = " ".join(f"--{name.replace('_', '-')} {getattr(args, name)}" for name in COMMAND_OPTIONS)
-    return f"python -m everanimate.train {options} --export"
+    init = f" --init {args.init}" if args.init is not None else ""
+    return f"python -m everanimate.train {options}{init} --export"
+
+
+def variant_name(args: argparse.Namespace) -> str:
+    """The LoRA's folder name: ``stage1``, ``stage2``, and a suffix for the ablation variants
+    (``stage1-release``: the release's layout; ``stage2-image-carry``: without PLP)."""
+    suffix = ("-release" if args.layout == "release" else "") + ("-image-carry" if args.carry == "image" else "")
+    return f"stage{args.stage}{suffix}"
+
+
+def initial_lora(args: argparse.Namespace) -> Path | None:
+    """The LoRA a run starts from: ``--init`` (``none``: a new LoRA), else stage 2 starts from the
+    exported stage-1 LoRA of the same variant."""
+    if args.init is not None:
+        return None if args.init == "none" else Path(args.init)
+    if args.stage == 1:
+        return None
+    return SHIPPED / variant_name(argparse.Namespace(**{**vars(args), "stage": 1}))
 
 
 def write_model_card(folder: Path, args: argparse.Namespace, step: int, history: list[dict], minutes: float, loss: float | None, lora_params: int) -> None:
     last = history[-1] if history else {}
     first = history[0] if history else {}
     stage = {1: "memory adaptation (flow matching, perturbed motion memory)", 2: "anti-drift adaptation (restorative flow matching)"}[args.stage]
-    card = f"""# EverAnimate LoRA, stage {args.stage}: {stage}
+    carry_note = " (the ablation without PLP: Wan-Animate's image-space carry of one frame)" if args.carry == "image" else ""
+    init = initial_lora(args)
+    carried = "latent propagation" if args.carry == "latent" else "image-space carry, i.e. `wan-animate`"
+    start_label = f"the base model with {carried}, no LoRA" if init is None else f"the LoRA in `{init.relative_to(SHIPPED.parents[2]) if init.is_relative_to(SHIPPED.parents[2]) else init}`"
+    card = f"""# EverAnimate LoRA `{variant_name(args)}`, stage {args.stage}: {stage}
 
 - Base: the synthetic preset (`methods/wan/weights/synthetic/`), frozen; LoRA rank {args.rank}, alpha {args.rank},
-  on attention q/k/v/o and both FFN linears ({lora_params} parameters). Layout `{args.layout}`.
-- Command: `{training_command(args)}`{' (after stage 1)' if args.stage == 2 else ''}. Deterministic per (seed, step),
+  on attention q/k/v/o and both FFN linears ({lora_params} parameters). Layout `{args.layout}`, carry `{args.carry}`{carry_note}.
+- Command: `{training_command(args)}`{' (after stage 1)' if args.stage == 2 and args.init is None else ''}. Deterministic per (seed, step),
   resumable: rerunning the command continues the run.
 - {step} of {args.steps} steps{' (stopped early by --max-minutes, before the final learning-rate decay; rerun the command to continue)' if step < args.steps else ''}, {minutes:.0f} minutes of wall time on a 2-core CPU; pairs of adjacent 77-frame chunks of `{args.train_split}`,
   batch {args.batch} x 20/L chunks of L slots ({args.lengths}), AdamW lr {args.lr}, sigma shift 5.
 - Final training loss (mean of the last 25 steps): {'not logged' if loss is None else f'{loss:.4f}'}.
 - Held-out: PSNR of {args.eval_chunks}-chunk rollouts of `{args.eval_split}` (20 steps): {last.get('psnr', float('nan')):.2f} dB
   (first chunk {last.get('psnr_first_chunk', float('nan')):.2f}, later chunks {last.get('psnr_later_chunks', float('nan')):.2f});
-  at step {first.get('step', 0)} (the run's start: {'the base model with latent propagation, no LoRA' if args.stage == 1 else 'the stage-1 LoRA'}) {first.get('psnr', float('nan')):.2f} dB.
+  at step {first.get('step', 0)} (the run's start: {start_label}) {first.get('psnr', float('nan')):.2f} dB.
 - For the synthetic split only (64x96, 25 fps). Not a model of real video.
 """
     (folder / "MODEL_CARD.md").write_text(card)
@@ -272,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m everanimate.train", description=__doc__.split("\n")[0])
     parser.add_argument("--stage", type=int, choices=(1, 2), required=True, help="1: memory adaptation (FM); 2: anti-drift adaptation (RFM), from the stage-1 LoRA")
     parser.add_argument("--weights", type=Path, default=Path(__file__).resolve().parents[1] / "methods" / "wan" / "weights" / "synthetic", help="base weights folder (the synthetic preset's)")
-    parser.add_argument("--init", type=Path, help="LoRA folder to start from (stage 2 default: the exported stage-1 LoRA)")
-    parser.add_argument("--run-dir", type=Path, help="checkpoints, bank and log (default: ~/.cache/everanimate-bench/train/everanimate-stageN)")
+    parser.add_argument("--init", help="LoRA folder to start from, or none for a new LoRA (stage 2 default: the exported stage-1 LoRA of the same variant)")
+    parser.add_argument("--run-dir", type=Path, help="checkpoints, bank and log (default: ~/.cache/everanimate-bench/train/everanimate-VARIANT)")
     parser.add_argument("--train-split", default="synthetic-train")
     parser.add_argument("--eval-split", default="synthetic")
     parser.add_argument("--max-clips", type=int, default=None, help="train on the first N clips only (smoke runs)")
@@ -284,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank, alpha = rank (the transformer is 128 wide)")
-    parser.add_argument("--layout", choices=("paper", "release"), default="paper")
+    parser.add_argument("--layout", choices=("paper", "release"), default="paper", help="where the memory goes (see everanimate.memory); release: the K anchors as prepended slots")
+    parser.add_argument("--carry", choices=[c for c in CARRIES if c != "none"], default="latent", help="latent: PLP; image: the ablation without PLP (Wan-Animate's image-space carry, one frame)")
     parser.add_argument("--perturbation-set", choices=("paper", "release"), default="paper")
     parser.add_argument("--first-chunk-probability", type=float, default=0.2, help="share of first-chunk samples (the release's 0.2)")
     parser.add_argument("--stride", type=int, default=16, help="frames between training pairs")
@@ -295,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop this invocation after so many minutes (rerun to continue)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--export", nargs="?", type=Path, const=SHIPPED, default=None, help="write the LoRA to FOLDER/stageN (default FOLDER: everanimate/weights/synthetic)")
+    parser.add_argument("--export", nargs="?", type=Path, const=SHIPPED, default=None, help="write the LoRA to FOLDER/VARIANT (default FOLDER: everanimate/weights/synthetic; VARIANT: stageN, with -release or -image-carry for the ablation variants)")
     return parser
 
 
@@ -307,6 +352,8 @@ def run_config(args: argparse.Namespace) -> EverAnimateConfig:
         perturbation_set=args.perturbation_set,
         first_chunk_probability=args.first_chunk_probability,
         learning_rate=args.lr,
+        carry=args.carry,
+        overlap_frames=CARRY_OVERLAP[args.carry],
     )
 
 
@@ -317,20 +364,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     lengths = [(int(a), float(b)) for a, b in (item.split(":") for item in args.lengths.split(","))]
-    config = run_config(args)
+    try:
+        config = run_config(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     smallest = config.identity_frames + config.motion_latents + 1
     if any(length < smallest for length, _ in lengths):
         parser.error(f"--lengths: the paper layout needs at least K + r + 1 = {smallest} slots per chunk")
-    init = args.init if args.init is not None else (SHIPPED / "stage1" if args.stage == 2 else None)
-    if args.stage == 2 and not (init / "lora.json").is_file():
-        parser.error(f"stage 2 starts from a stage-1 LoRA: none in {init}; train stage 1 with --export first, or give --init")
-    run_dir = args.run_dir or DEFAULT_ROOT / f"everanimate-stage{args.stage}"
+    init = initial_lora(args)
+    if init is not None and not (init / "lora.json").is_file():
+        parser.error(f"--init: no LoRA in {init}; train stage 1 of this variant with --export first, or give --init FOLDER or --init none")
+    run_dir = args.run_dir or DEFAULT_ROOT / f"everanimate-{variant_name(args)}"
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "train.log"
 
     torch.manual_seed(args.seed)
     backbone = load_backbone("synthetic", weights=args.weights)
-    lora = prepare_backbone(backbone, config, init)
+    try:
+        lora = prepare_backbone(backbone, config, init)
+    except ValueError as exc:
+        parser.error(str(exc))
     optimizer = torch.optim.AdamW(lora.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     base = base_fingerprint(args.weights)
     info, step, history = resume_run(run_dir, lora, optimizer)  # type: ignore[arg-type]
@@ -340,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
     draws = args.perturbed_draws if args.stage == 2 else 0
     bank_key = [base, args.train_split, args.max_clips, args.stride, draws, args.perturbation_set, config.identity_frames, config.motion_latents, config.overlap_frames, args.seed]
+    bank_key += [config.carry] if config.carry != "latent" else []
     bank_path = run_dir / f"bank-{hashlib.sha256(json.dumps(bank_key).encode()).hexdigest()[:12]}.safetensors"
     if bank_path.exists():
         bank = PairBank.from_tensors(load_file(str(bank_path)))
@@ -389,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             break
     bar.close()
     if args.export is not None:
-        folder = args.export / f"stage{args.stage}"
+        folder = args.export / variant_name(args)
         record = {"stage": args.stage, "step": step, "base_weights_sha256": base, "command": training_command(args), "minutes": round(minutes(), 1)}
         save_lora(folder, backbone.transformer, config, record)
         logged = [json.loads(line) for line in log_path.read_text().splitlines() if '"loss"' in line]

@@ -137,6 +137,31 @@ def test_lora_files_hold_lora_keys_only_and_round_trip(tmp_path):
     assert not torch.equal(with_lora[0], without[0])
 
 
+def test_the_method_merges_its_lora_and_predicts_what_the_unmerged_adapter_does():
+    from everanimate.lora import attach_lora, merge_lora
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    config = EverAnimateConfig(lora_rank=4, lora_alpha=4.0)
+    trained = _backbone()
+    trained.add_lora(rank=4, alpha=4.0)
+    with torch.no_grad():
+        for name, parameter in trained.transformer.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    tensors = lora_state(trained.transformer)
+    backbone = _backbone()
+    attach_lora(backbone, tensors, config)
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(1, 4, 3, 4, 4, generator=generator), 0.7, torch.randn(1, 4, 3, 4, 4, generator=generator), torch.ones(1, 4, 3, 4, 4)]
+    pose, face = torch.randn(1, 4, 2, 4, 4, generator=generator), torch.rand(1, 3, 5, 16, 16, generator=generator) * 2 - 1
+    unmerged = backbone.velocity(*inputs, pose, face)
+    merge_lora(backbone.transformer)
+    layers = [m for m in backbone.transformer.modules() if isinstance(m, BaseTunerLayer)]
+    assert layers and all(m.merged for m in layers)
+    assert torch.allclose(backbone.velocity(*inputs, pose, face), unmerged, atol=1e-5)
+    assert not torch.allclose(_backbone().velocity(*inputs, pose, face), unmerged, atol=1e-3)
+
+
 def test_bad_lora_folders_are_refused(tmp_path):
     with pytest.raises(LoraError, match="does not exist"):
         EverAnimate(backbone=_backbone(), lora=str(tmp_path / "absent"))
@@ -171,9 +196,41 @@ def test_the_shipped_stage_one_lora_loads_on_the_synthetic_preset():
     assert frames.shape == (21, 96, 64, 3) and state["identity_complete"]
 
 
-def test_a_stage_that_is_not_shipped_says_how_to_train_it(tmp_path, monkeypatch):
+def test_a_variant_that_is_not_shipped_says_where_its_command_is(tmp_path, monkeypatch):
     import methods.everanimate as adapter
 
     monkeypatch.setattr(adapter, "SHIPPED_LORAS", tmp_path)
-    with pytest.raises(ValueError, match=r"no stage2 LoRA is shipped.*python -m everanimate.train --stage 2 --export.*shipped: none"):
+    with pytest.raises(ValueError, match=r"lora=stage2: no such LoRA is shipped.*docs/everanimate.md \(shipped: none, or give lora=PATH\)"):
         EverAnimate(backbone=_backbone(), lora="stage2")
+    with pytest.raises(ValueError, match="carry must be one of"):
+        EverAnimate(backbone=_backbone(), lora="none", carry="pixels")
+
+
+def test_image_carry_without_a_lora_is_wan_animate_frame_for_frame():
+    """The ablation without PLP runs Wan-Animate's conditioning: with no LoRA it must be ``wan-animate``."""
+    from methods.wan_animate import WanAnimate
+
+    backbone = _backbone()
+    ours = EverAnimate(backbone=backbone, lora="none", carry="image")
+    theirs = WanAnimate(backbone=backbone, refert_num=1)
+    assert ours.carry_over_frames(PROTOCOL) == theirs.carry_over_frames(PROTOCOL) == 1
+    clip = random_clip_context(PROTOCOL, 60, face_size=16, clip_id="carry")
+    spy = EncodeSpy(backbone)
+    a, _ = _rollout(ours, clip, 3)
+    b, _ = _rollout(theirs, clip, 3)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    # It does re-encode generated frames: the carried frame of every chunk after the first, as the first
+    # frame of a float guidance video in [-1, 1].
+    guides = [((video[0, :, 0].permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8) for video in spy.inputs if video.dtype != torch.uint8]
+    assert [_contains(torch.stack(guides), chunk[-1]) for chunk in a[:2]] == [True, True]
+
+
+def test_latent_carry_differs_from_image_carry_and_from_no_carry():
+    backbone = _backbone()
+    clip = random_clip_context(PROTOCOL, 60, face_size=16, clip_id="carry")
+    latent, _ = _rollout(EverAnimate(backbone=backbone, lora="none"), clip, 2)
+    image, _ = _rollout(EverAnimate(backbone=backbone, lora="none", carry="image"), clip, 2)
+    none, _ = _rollout(EverAnimate(backbone=backbone, lora="none", carry="none"), clip, 2)
+    assert not torch.equal(latent[1], image[1]) and not torch.equal(latent[1], none[1])
+    # The first chunk has no motion memory in either, so it is the same.
+    assert torch.equal(latent[0], none[0])

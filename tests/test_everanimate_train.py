@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from everanimate.config import EverAnimateConfig
-from everanimate.train import build_bank, context_start, prepare_backbone, training_batch, training_loss
+from everanimate.train import build_bank, build_parser, context_start, initial_lora, prepare_backbone, training_batch, training_loss, variant_name
 from methods.wan.checkpoint import load_checkpoint, save_checkpoint
 from methods.wan.data import ClipArrays
 from methods.wan.presets import tiny_random_backbone
@@ -89,3 +89,32 @@ def test_stage_two_batches_carry_the_perturbed_chunk_and_first_chunks_have_no_mo
     assert batch["first"].all() and batch["perturbed"].shape == batch["clean"].shape
     stage_one = training_batch(_bank(clips, config), 3, 6, torch.Generator().manual_seed(0), config)
     assert stage_one["perturbed"] is None
+
+
+def test_image_carry_pairs_hold_the_guidance_of_the_carried_frame(clips):
+    """Without PLP the conditioning is Wan-Animate's: the target's first frame (the previous chunk's
+    last) encoded as temporal guidance, exactly as ``WanBackbone.temporal_guidance`` builds it."""
+    config = EverAnimateConfig(lora_rank=4, lora_alpha=4.0, carry="image", overlap_frames=1)
+    bank = _bank(clips, config, perturbed_draws=1)
+    backbone = tiny_random_backbone(seed=0)
+    # Per clip: the first chunk, then targets from 20 (= 21 - 1 frame of overlap) every 13 frames.
+    assert bank.first.tolist() == [True, False, False] * 2
+    start = 21 - 1
+    expected, _ = backbone.temporal_guidance(clips[0].video[start : start + 1], 6, 32, 32)
+    assert torch.allclose(bank.motion[1].float(), expected[0].half().float())
+    blank, _ = backbone.temporal_guidance(None, 6, 32, 32)
+    assert torch.allclose(bank.motion[0].float(), blank[0].half().float())
+    batch = training_batch(bank, 2, 4, torch.Generator().manual_seed(0), config)
+    assert batch["motion"].shape[2] == 4  # guidance sliced to the chunk, no noise added
+    prepare_backbone(backbone, config, None)
+    assert torch.isfinite(training_loss(backbone, batch, config, torch.Generator().manual_seed(0)))
+
+
+def test_variant_names_and_where_each_stage_starts():
+    parse = build_parser().parse_args
+    assert variant_name(parse(["--stage", "1"])) == "stage1" and initial_lora(parse(["--stage", "1"])) is None
+    assert variant_name(parse(["--stage", "2"])) == "stage2" and initial_lora(parse(["--stage", "2"])).name == "stage1"
+    assert variant_name(parse(["--stage", "1", "--layout", "release"])) == "stage1-release"
+    image = parse(["--stage", "2", "--carry", "image", "--init", "none"])
+    assert variant_name(image) == "stage2-image-carry" and initial_lora(image) is None
+    assert initial_lora(parse(["--stage", "2", "--carry", "image"])).name == "stage1-image-carry"

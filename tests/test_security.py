@@ -253,7 +253,7 @@ def test_a_cli_process_prints_one_line_and_no_traceback(tmp_path, tiny_split_dir
         cwd=ROOT,
     )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"error: --metrics 'psnr,ssmi': unknown metric(s) ssmi; choose from psnr,ssim,lpips,fid,vmae,f_psnr,fvd_videomae,seam,identity"]
+    assert done.stderr.strip().splitlines() == ["error: --metrics 'psnr,ssmi': unknown metric(s) ssmi; choose from psnr,ssim,lpips,fid,vmae,f_psnr,fvd_videomae,seam,identity"]
     assert not (tmp_path / "o" / "videos").exists()
 
 

@@ -299,9 +299,10 @@ class WanBackbone:
             conditioning.image_embeds,
         )
 
-    def initial_noise(self, conditioning: ChunkConditioning, generator: torch.Generator) -> torch.Tensor:
-        """Gaussian noise over all ``T + 1`` slots, drawn on the CPU so results do not depend on the device."""
-        shape = tuple(conditioning.latent.shape[:1]) + (self.latent_channels,) + tuple(conditioning.latent.shape[2:])
+    def initial_noise(self, conditioning_latent: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Gaussian noise over every slot of ``conditioning_latent`` ``(B, C', T, h, w)`` with the latent
+        channel count, drawn on the CPU so results do not depend on the device."""
+        shape = (conditioning_latent.shape[0], self.latent_channels, *conditioning_latent.shape[2:])
         return torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device)
 
     @torch.no_grad()
@@ -315,11 +316,8 @@ class WanBackbone:
     ) -> torch.Tensor:
         """Euler sampling of one chunk from sigma 1 to 0 on the ``FlowMatchEulerDiscreteScheduler``
         schedule. Returns the clean latent of the ``T`` generated slots ``(B, C, T, h, w)`` (slot 0 dropped)."""
-        sigmas = flow.sampling_sigmas(steps, self.shift if shift is None else shift).tolist()
-        latent = self.initial_noise(conditioning, generator) if noise is None else noise.to(self.device, torch.float32)
-        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
-            velocity = self.conditioned_velocity(latent, sigma, conditioning)
-            latent = flow.euler_step(latent, velocity, sigma, sigma_next)
+        noise = self.initial_noise(conditioning.latent, generator) if noise is None else noise.to(self.device, torch.float32)
+        latent = flow.euler_sample(lambda x, sigma: self.conditioned_velocity(x, sigma, conditioning), noise, steps, self.shift if shift is None else shift)
         return latent[:, :, 1:]
 
     # ---- LoRA ---------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ of a velocity target is never ambiguous.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 #: diffusers' Wan transformers take ``timestep = sigma * 1000``.
@@ -64,6 +66,16 @@ def sampling_sigmas(steps: int, shift: float) -> torch.Tensor:
 def euler_step(latent: torch.Tensor, velocity: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
     """One Euler step of the probability-flow ODE in the sigma convention: ``x += (sigma_next - sigma) * v``."""
     return latent + (sigma_next - sigma) * velocity.to(latent.dtype)
+
+
+def euler_sample(velocity: Callable[[torch.Tensor, float], torch.Tensor], noise: torch.Tensor, steps: int, shift: float) -> torch.Tensor:
+    """Integrate the probability-flow ODE from ``noise`` at sigma 1 down to sigma 0 with Euler steps on
+    :func:`sampling_sigmas`; ``velocity(latent, sigma)`` is the model's ``noise - x0`` prediction."""
+    sigmas = sampling_sigmas(steps, shift).tolist()
+    latent = noise
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        latent = euler_step(latent, velocity(latent, sigma), sigma, sigma_next)
+    return latent
 
 
 def _per_sample(sigma: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
