@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
     rows = sum(len(t.rows) for t in tables)
     if problems:
-        print(f"{len(problems)} problems in {len(args.files)} files ({rows} rows read)")
+        print(f"{len(problems)} problem{'' if len(problems) == 1 else 's'} in {len(args.files)} file{'' if len(args.files) == 1 else 's'} ({rows} rows read)")
         return 2
     print(f"{len(args.files)} files, {rows} rows: valid (leaderboard schema {SCHEMA_VERSION})")
     return 0

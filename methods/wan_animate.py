@@ -20,12 +20,14 @@ from .wan.conditioning import latent_frames
 from .wan.method import WanMethod
 from .wan.runtime import pad_frames, vae_length
 
-ALLOWED_REFERT = (1, 5)
+#: Wan-Animate's choices, 1 and 5 carried frames, and 0: a control with no carried frame (every chunk
+#: gets the blank guidance of a first chunk), which measures how much the output depends on the carry.
+ALLOWED_REFERT = (0, 1, 5)
 
 
 class WanAnimate(WanMethod, ChunkMethod):
     """Options: ``preset`` (``synthetic`` or ``wan2.2-animate-14b``), ``weights`` (local folder),
-    ``steps`` (default: the protocol's sampling steps), ``refert_num`` (1 or 5 carried-over frames),
+    ``steps`` (default: the protocol's sampling steps), ``refert_num`` (1 or 5 carried-over frames; 0: none, a control),
     ``shift`` (sampler time shift, default 5). ``backbone=`` injects a backbone (tests)."""
 
     name = "wan-animate"
@@ -42,7 +44,7 @@ class WanAnimate(WanMethod, ChunkMethod):
         backbone: WanBackbone | None = None,
     ):
         if refert_num not in ALLOWED_REFERT:
-            raise ValueError(f"refert_num must be one of {ALLOWED_REFERT} (Wan-Animate's choices), got {refert_num}")
+            raise ValueError(f"refert_num must be one of {ALLOWED_REFERT} (Wan-Animate's 1 and 5, or 0 for no carry), got {refert_num}")
         super().__init__(device, preset, weights, backbone, prompt, steps=steps, refert_num=refert_num, shift=shift)
         self.refert_num = int(refert_num)
         self.steps = steps
@@ -73,7 +75,7 @@ class WanAnimate(WanMethod, ChunkMethod):
         length = len(controls)
         padded = vae_length(length)
         num_latents = latent_frames(padded)
-        guide = state.get("carry_frames") if controls.index > 0 else None
+        guide = state.get("carry_frames") if controls.index > 0 and self.refert_num else None
         slot_latent, slot_mask = backbone.temporal_guidance(guide, num_latents, state["height"], state["width"])
         conditioning = backbone.chunk_conditioning(
             state["reference_latent"],

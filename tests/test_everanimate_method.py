@@ -225,6 +225,26 @@ def test_image_carry_without_a_lora_is_wan_animate_frame_for_frame():
     assert [_contains(torch.stack(guides), chunk[-1]) for chunk in a[:2]] == [True, True]
 
 
+def test_no_carry_controls_condition_every_chunk_as_a_first_chunk():
+    """``wan-animate refert_num=0`` and ``everanimate carry=none`` carry nothing: a later chunk is what a
+    first chunk with the same controls would be."""
+    from methods.wan_animate import WanAnimate
+
+    backbone = _backbone()
+    clip = random_clip_context(PROTOCOL, 60, face_size=16, clip_id="control")
+    for method in (WanAnimate(backbone=backbone, refert_num=0), EverAnimate(backbone=backbone, lora="none", carry="none", identity_frames=1)):
+        carry = method.carry_over_frames(PROTOCOL)
+        stride = PROTOCOL.chunk_frames - carry
+        _, state = _rollout(method, clip, 1)
+        controls = lambda: clip.read_controls(stride, stride + 21, 1)  # noqa: E731
+        later, _ = method.generate_chunk(state, controls())
+        fresh, _ = method.generate_chunk(method.start(clip), controls())
+        assert torch.equal(later, fresh), method.name
+    assert WanAnimate(backbone=backbone, refert_num=0).carry_over_frames(PROTOCOL) == 0
+    with pytest.raises(ValueError, match="refert_num must be one of"):
+        WanAnimate(backbone=backbone, refert_num=2)
+
+
 def test_latent_carry_differs_from_image_carry_and_from_no_carry():
     backbone = _backbone()
     clip = random_clip_context(PROTOCOL, 60, face_size=16, clip_id="carry")
