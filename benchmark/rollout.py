@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from methods.base import ChunkControls, ChunkMethod, ClipContext, Method, VideoMethod, check_frames, state_from_disk, state_to_disk
+from methods.base import ChunkControls, ChunkMethod, ClipContext, Method, State, VideoMethod, check_frames, state_from_disk, state_to_disk
 
 from .errors import ClipError
 from .protocol import Protocol
@@ -197,8 +197,8 @@ def rollout_chunks(
     chunk_bar: Callable[[int, int], tqdm] | None = None,
 ) -> list[float]:
     """Generate every chunk of a clip into ``work``; returns the seconds each newly generated chunk took."""
-    protocol, clip = context.protocol, plan.clip
-    length, height, width = protocol.chunk_frames, protocol.height, protocol.width
+    protocol = context.protocol
+    length = protocol.chunk_frames
     work.mkdir(parents=True, exist_ok=True)
     state = method.start(context)
     first, hashes = 0, []
@@ -208,18 +208,12 @@ def rollout_chunks(
     bar = chunk_bar(len(plan.starts), first) if chunk_bar else None
     produced = sum(_kept(plan, k, length) for k in range(first))
     for chunk in range(first, len(plan.starts)):
-        start = plan.starts[chunk]
-        controls = context.read_controls(start, start + length, chunk)
-        began = time.perf_counter()
-        frames, state = method.generate_chunk(state, controls)
-        timings.append(time.perf_counter() - began)
-        frames = check_frames(frames, (length, height, width, 3), clip.id, f"chunk {chunk}")
-        kept = _kept(plan, chunk, length)
-        offset = 0 if chunk == 0 else plan.carry_over
+        kept_frames, state, seconds = step_chunk(method, context, plan, state, chunk)
+        timings.append(seconds)
         segment = _segment_path(work, chunk)
-        write_video(segment, frames[offset : offset + kept], protocol.fps)
+        write_video(segment, kept_frames, protocol.fps)
         hashes.append(sha256_file(segment))
-        produced += kept
+        produced += len(kept_frames)
         _save_state(work, chunk, state, {"chunk": chunk, "frames": produced, "fingerprint": fingerprint, "segments": hashes})
         if bar is not None:
             bar.update(1)
@@ -228,9 +222,32 @@ def rollout_chunks(
     return timings
 
 
+def step_chunk(method: ChunkMethod, context: ClipContext, plan: ClipPlan, state: State, chunk: int) -> tuple[torch.Tensor, State, float]:
+    """One step of the chunk loop: chunk ``chunk`` generated from ``state`` with its controls (and their
+    generator, seeded from the clip id and chunk index), its frames checked. Returns the frames the
+    output keeps (all of chunk 0; later chunks without their first ``carry_over`` frames; the last
+    chunk cut at ``plan.num_frames``), which are output frames ``[first_kept_frame(plan, chunk), ...)``,
+    the new state and the seconds ``generate_chunk`` took."""
+    protocol = context.protocol
+    length = protocol.chunk_frames
+    start = plan.starts[chunk]
+    controls = context.read_controls(start, start + length, chunk)
+    began = time.perf_counter()
+    frames, state = method.generate_chunk(state, controls)
+    seconds = time.perf_counter() - began
+    frames = check_frames(frames, (length, protocol.height, protocol.width, 3), plan.clip.id, f"chunk {chunk}")
+    offset = 0 if chunk == 0 else plan.carry_over
+    return frames[offset : offset + _kept(plan, chunk, length)], state, seconds
+
+
+def first_kept_frame(plan: ClipPlan, chunk: int) -> int:
+    """Output-frame index of the first frame chunk ``chunk`` adds to the output."""
+    return 0 if chunk == 0 else plan.starts[chunk] + plan.carry_over
+
+
 def _kept(plan: ClipPlan, chunk: int, length: int) -> int:
     """Frames chunk ``chunk`` adds to the output (the last chunk is cut at the horizon)."""
-    begin = 0 if chunk == 0 else plan.starts[chunk] + plan.carry_over
+    begin = first_kept_frame(plan, chunk)
     end = min(plan.starts[chunk] + length, plan.num_frames)
     return max(0, end - begin)
 

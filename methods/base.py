@@ -21,6 +21,29 @@ everything it needs between chunks in ``state``, not on ``self``.
 Whole-video methods (:class:`VideoMethod`: window fusion, external code) cannot work chunk by chunk;
 they get the whole clip and write frames in order to a sink. They are evaluated the same way, but
 cannot resume mid-clip.
+
+Memory perturbation (the recovery probe, :mod:`benchmark.probe`). A chunk method may say what it
+carries from one chunk into the next and let the probe perturb it once::
+
+    description = method.describe_memory(perturbation)    # before anything is generated
+    state = method.perturb_memory(state, perturbation)    # the state after chunk k - 1, before chunk k
+
+:meth:`Method.describe_memory` returns a one-line description of what :meth:`ChunkMethod.perturb_memory`
+will act on, or raises :class:`MemoryNotApplicable` with the reason when the method carries nothing a
+pixel-space perturbation could act on (it repeats its reference, reads the ground truth, is not
+generated chunk by chunk, or an option switched its memory off). The default does the latter, with
+the class's :attr:`Method.no_memory_reason`; the probe reports such a method as not applicable, never
+as recovered. ``perturb_memory`` returns a new state and leaves the one it was given unchanged; it
+applies ``perturbation`` (a :class:`Perturbation`: an operator of :mod:`everanimate.rfm` by name and
+strength, with a seed for its random parameters) to the carried memory in pixel space:
+
+- carried frames (``uint8 (r, H, W, 3)``, as Wan-Animate carries them) are perturbed before they are
+  encoded again (:func:`perturb_state_frames`);
+- a latent memory is decoded, perturbed and encoded once, at the injection chunk only; how depends on
+  the latent's layout (see :mod:`methods.everanimate`).
+
+Strength 0 is the identity of every operator, so ``perturb_memory`` with strength 0 changes carried
+frames not at all and a latent memory by one decode/encode round trip only.
 """
 
 from __future__ import annotations
@@ -90,6 +113,36 @@ class ChunkControls:
         return int(self.pose.shape[0])
 
 
+class MemoryNotApplicable(NotImplementedError):
+    """Raised by :meth:`Method.describe_memory` and :meth:`ChunkMethod.perturb_memory` when a method
+    carries nothing between chunks that a perturbation could act on; ``str(exc)`` is the reason."""
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One pixel-space perturbation of a method's carried memory.
+
+    ``name`` and ``strength`` select an operator of :data:`everanimate.rfm.PERTURBATIONS` (the
+    restorative flow matching perturbations, in their units; strength 0 is the identity); ``seed``
+    seeds its random parameters (colour direction, patch placement), so every call of :meth:`apply`
+    draws the same ones; ``identity``: also perturb an identity memory, where the method keeps one.
+    """
+
+    name: str
+    strength: float
+    seed: int = 0
+    identity: bool = False
+
+    def apply(self, frames: torch.Tensor) -> torch.Tensor:
+        """``uint8 (T, H, W, 3)`` frames perturbed, one draw of the random parameters for all of them."""
+        from everanimate.rfm import perturb
+
+        return perturb(frames, self.name, self.strength, torch.Generator().manual_seed(self.seed))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "strength": self.strength, "seed": self.seed, "identity": self.identity}
+
+
 class Method(abc.ABC):
     """Common part of both method kinds. Subclasses set ``name`` and take their options as keyword
     arguments of ``__init__``, which the runner records in the results. ``--method-arg`` accepts
@@ -125,6 +178,15 @@ class Method(abc.ABC):
         recorded in its results, and hashed."""
         return protocol.replace(carry_over=self.carry_over_frames(protocol), sampling_steps=self.sampling_steps(protocol))
 
+    #: Why this method carries no memory a perturbation could act on; the default
+    #: :meth:`describe_memory` raises :class:`MemoryNotApplicable` with it.
+    no_memory_reason: ClassVar[str | None] = None
+
+    def describe_memory(self, perturbation: Perturbation) -> str:
+        """What :meth:`ChunkMethod.perturb_memory` perturbs with these options, in one line; raises
+        :class:`MemoryNotApplicable` with the reason when the method carries nothing (the default)."""
+        raise MemoryNotApplicable(self.no_memory_reason or f"{self.name} does not say what it carries between chunks (it implements no perturb_memory)")
+
 
 class ChunkMethod(Method):
     @abc.abstractmethod
@@ -135,12 +197,30 @@ class ChunkMethod(Method):
     def generate_chunk(self, state: State, controls: ChunkControls) -> tuple[torch.Tensor, State]:
         """Return ``uint8 (len(controls), H, W, 3)`` frames aligned with ``controls`` and the new state."""
 
+    def perturb_memory(self, state: State, perturbation: Perturbation) -> State:
+        """The state carried into the next chunk with ``perturbation`` applied to its memory, as a new
+        state (``state`` is left unchanged). Raises :class:`MemoryNotApplicable` when the method carries
+        nothing (see :meth:`describe_memory`); a method with a memory overrides both."""
+        self.describe_memory(perturbation)
+        raise NotImplementedError(f"{type(self).__name__} describes its memory but does not implement perturb_memory")
+
 
 class VideoMethod(Method):
+    no_memory_reason = "a whole-video method: it is not generated chunk by chunk, so no memory passes from one chunk to the next"
+
     @abc.abstractmethod
     def generate_video(self, clip: ClipContext, num_frames: int, write: Callable[[torch.Tensor], None]) -> None:
         """Generate frames ``[0, num_frames)`` and pass them in order to ``write`` as ``uint8 (B, H, W, 3)``
         batches of any size."""
+
+
+def perturb_state_frames(state: State, key: str, perturbation: Perturbation) -> State:
+    """A copy of ``state`` with the carried frames ``state[key]`` (``uint8 (r, H, W, 3)``) perturbed."""
+    frames = state.get(key)
+    if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        found = "nothing" if frames is None else f"{type(frames).__name__} {tuple(getattr(frames, 'shape', ()))}"
+        raise ValueError(f"state[{key!r}] should hold the carried frames, uint8 (r, H, W, 3); found {found}")
+    return {**state, key: perturbation.apply(frames)}
 
 
 def check_frames(frames: Any, expected: tuple[int, int, int, int], clip_id: str, where: str) -> torch.Tensor:

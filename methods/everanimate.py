@@ -3,6 +3,26 @@
 The method itself (memory, restorative flow matching, the rollout) is in :mod:`everanimate`; this class
 only loads the backbone and the LoRA, and hands each chunk's controls to
 :func:`everanimate.inference.generate_chunk`.
+
+Memory perturbation (the recovery probe, :meth:`EverAnimate.perturb_memory`), by ``carry``:
+
+- ``latent`` (PLP): the motion memory ``state["motion"]``, the last ``r`` latent slices of the previous
+  chunk, goes through one decode, perturbation and encode (:func:`perturb_motion_latent`); with
+  ``Perturbation.identity`` the identity memory ``state["identity"]`` too (:func:`perturb_identity_latent`).
+  The motion slices are later slots of a causal VAE's latent, each 4 frames, so they are decoded and
+  encoded behind a one-slot prefix that keeps them in later slots: decoded alone, the first slice
+  would go through the first-frame path and come back as 1 frame, and encoding that frame gives a
+  first-slot latent, a different kind of latent than the one the model carries. The prefix is the
+  memory's own first slice, so the prefix frame is the moment just before the carried frames; it is
+  perturbed with them (one draw for all frames) and dropped after encoding. Each identity slice is
+  the encoding of one frame on its own, so it is decoded on its own and encoded again the same way.
+- ``image``: the carried frames ``state["carry_frames"]``, before they are encoded, as for
+  ``wan-animate``; there is no identity memory.
+- ``none``: no motion memory, so the probe does not apply, unless ``Perturbation.identity`` asks for
+  the identity memory, which this control still carries.
+
+Strength 0 leaves carried frames unchanged and a latent memory changed only by the one round trip;
+a probe at strength 0 measures what that round trip costs.
 """
 
 from __future__ import annotations
@@ -17,7 +37,7 @@ import torch
 
 from benchmark.protocol import Protocol
 
-from .base import ChunkControls, ChunkMethod, ClipContext, State
+from .base import ChunkControls, ChunkMethod, ClipContext, MemoryNotApplicable, Perturbation, State, perturb_state_frames
 from .wan.backbone import WanBackbone
 from .wan.method import WanMethod
 
@@ -30,6 +50,25 @@ SHIPPED_NAME = re.compile(r"stage[12](-release)?(-image-carry)?")
 
 def shipped_loras() -> list[str]:
     return sorted(path.parent.name for path in SHIPPED_LORAS.glob("*/lora.json") if SHIPPED_NAME.fullmatch(path.parent.name))
+
+
+def perturb_motion_latent(backbone: WanBackbone, motion: torch.Tensor, perturbation: Perturbation) -> torch.Tensor:
+    """The motion memory ``(1, C, r, h, w)`` (normalised latent slices that followed other slices in
+    their chunk) decoded, perturbed in pixel space and encoded once: ``[m_0, m]`` decodes to
+    ``1 + 4 r`` frames, the prefix frame and the ``4 r`` frames the memory stands for; all are perturbed
+    with one draw, encoded to ``1 + r`` slices, and the prefix slice is dropped."""
+    decoded = backbone.decode(torch.cat([motion[:, :, :1], motion], dim=2))
+    encoded = backbone.encode(perturbation.apply(decoded))
+    return encoded[:, :, 1:].to(motion.device, motion.dtype)
+
+
+def perturb_identity_latent(backbone: WanBackbone, identity: torch.Tensor, perturbation: Perturbation) -> torch.Tensor:
+    """The identity memory ``(1, C, K, h, w)``, K one-frame latents, each decoded on its own, the K
+    frames perturbed with one draw, and each encoded on its own again (Eq. 1's ``E(I_k)``)."""
+    from everanimate.memory import identity_memory
+
+    frames = torch.cat([backbone.decode(identity[:, :, k : k + 1]) for k in range(identity.shape[2])])
+    return identity_memory(perturbation.apply(frames), backbone.encode).to(identity.device, identity.dtype)
 
 
 class EverAnimate(WanMethod, ChunkMethod):
@@ -115,6 +154,38 @@ class EverAnimate(WanMethod, ChunkMethod):
         if image_embeds is not None:
             state["image_embeds"] = image_embeds.float().cpu()
         return state
+
+    def describe_memory(self, perturbation: Perturbation) -> str:
+        carry, identity = self.config.carry, perturbation.identity
+        if carry == "image":
+            note = "; there is no identity memory with carry=image" if identity else ""
+            return (
+                f"the last {self.config.overlap_frames} decoded frame(s) of the previous chunk (carry_frames), perturbed before "
+                f"they are encoded again (carry=image){note}"
+            )
+        identity_part = f"the identity memory (K={self.config.identity_frames} one-frame latents, each decoded, perturbed and encoded once)"
+        if carry == "none":
+            if not identity:
+                raise MemoryNotApplicable("carry=none keeps no motion memory: every chunk is conditioned as a first chunk (pass --identity to perturb its identity memory)")
+            return f"{identity_part}; carry=none keeps no motion memory"
+        motion_part = (
+            f"the motion memory (the last {self.config.motion_latents} latent slice(s) of the previous chunk, decoded behind a "
+            "one-slice prefix, perturbed and encoded once)"
+        )
+        return f"{motion_part} and {identity_part}" if identity else f"{motion_part}; the identity memory is not perturbed"
+
+    def perturb_memory(self, state: State, perturbation: Perturbation) -> State:
+        self.describe_memory(perturbation)
+        if self.config.carry == "image":
+            return perturb_state_frames(state, "carry_frames", perturbation)
+        perturbed = dict(state)
+        if self.config.carry == "latent":
+            if not isinstance(state.get("motion"), torch.Tensor):
+                raise ValueError("the state holds no motion memory yet: perturb the memory after a chunk has been generated")
+            perturbed["motion"] = perturb_motion_latent(self.backbone, state["motion"], perturbation)
+        if perturbation.identity:
+            perturbed["identity"] = perturb_identity_latent(self.backbone, state["identity"], perturbation)
+        return perturbed
 
     def generate_chunk(self, state: State, controls: ChunkControls) -> tuple[torch.Tensor, State]:
         from everanimate.inference import generate_chunk

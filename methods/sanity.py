@@ -11,6 +11,7 @@ class GroundTruth(ChunkMethod):
     """Returns the ground-truth frames: PSNR at the cap, SSIM 1, LPIPS 0 at every horizon."""
 
     name = "ground-truth"
+    no_memory_reason = "an oracle: every chunk reads the ground truth, nothing passes from one chunk to the next"
 
     def start(self, clip: ClipContext) -> State:
         self._clip = clip
@@ -25,6 +26,7 @@ class ReferenceCopy(ChunkMethod):
     """Repeats the reference frame: static background right, moving person wrong."""
 
     name = "reference-copy"
+    no_memory_reason = "carries nothing between chunks: every chunk repeats the reference frame"
 
     def start(self, clip: ClipContext) -> State:
         return {"reference": clip.references[0].clone()}

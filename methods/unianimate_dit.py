@@ -81,6 +81,10 @@ class UniAnimateDiT(WanMethod, VideoMethod):
     therefore recorded with the results when it is not the default."""
 
     name = "unianimate-dit"
+    no_memory_reason = (
+        "not chunked: all context windows are denoised jointly at every step (a whole-video method), "
+        "so no memory passes from one chunk to the next"
+    )
 
     def __init__(
         self,

@@ -42,6 +42,10 @@ class VaeRoundTrip(WanMethod, ChunkMethod):
 
     name = "vae-roundtrip"
     default_carry_over = 1
+    no_memory_reason = (
+        "an oracle of the carry path: chunk n is the ground truth passed through the VAE n + 1 times, "
+        "so nothing generated passes from one chunk to the next"
+    )
     codec_only = True
 
     def __init__(

@@ -4,6 +4,10 @@ Every chunk gets the reference latent in slot 0 (the attention sink of paper Sec
 ``refert_num`` decoded frames of a chunk are re-encoded by the VAE as the temporal guidance of the next
 chunk, which starts ``refert_num`` frames before the previous one ended: a VAE round trip per chunk,
 the drift mechanism of the paper's Finding 1.
+
+For the recovery probe, the memory is the carried frames: :meth:`WanAnimate.perturb_memory` perturbs
+them before the next chunk encodes them; the reference latent (slot 0) is an input, not memory, and is
+left alone. With ``refert_num=0`` nothing is carried and the probe does not apply.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 
 from benchmark.protocol import Protocol
 
-from .base import ChunkControls, ChunkMethod, ClipContext, State
+from .base import ChunkControls, ChunkMethod, ClipContext, MemoryNotApplicable, Perturbation, State, perturb_state_frames
 from .wan.backbone import WanBackbone
 from .wan.conditioning import latent_frames
 from .wan.method import WanMethod
@@ -69,6 +73,19 @@ class WanAnimate(WanMethod, ChunkMethod):
         if image_embeds is not None:
             state["image_embeds"] = image_embeds.float().cpu()
         return state
+
+    def describe_memory(self, perturbation: Perturbation) -> str:
+        if self.refert_num == 0:
+            raise MemoryNotApplicable("refert_num=0 carries nothing between chunks: every chunk gets a first chunk's blank temporal guidance")
+        note = "; there is no identity memory" if perturbation.identity else ""
+        return (
+            f"the last {self.refert_num} decoded frame(s) of the previous chunk (carry_frames), perturbed before they are "
+            f"encoded again as the temporal guidance; the reference latent in slot 0 is not perturbed{note}"
+        )
+
+    def perturb_memory(self, state: State, perturbation: Perturbation) -> State:
+        self.describe_memory(perturbation)
+        return perturb_state_frames(state, "carry_frames", perturbation)
 
     def generate_chunk(self, state: State, controls: ChunkControls) -> tuple[torch.Tensor, State]:
         backbone = self.backbone

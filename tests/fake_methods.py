@@ -98,3 +98,43 @@ class Sampler(ChunkMethod):
 
         time.sleep(self.delay)
         return state["reference"].expand(len(controls), *state["reference"].shape).clone(), state
+
+
+class CarriedMemory(ChunkMethod):
+    """A memory the recovery probe can perturb, with a known recovery. It carries a frame ``m``
+    (float, the reference at first). Each chunk is the ground truth plus seeded Gaussian noise of
+    standard deviation ``noise * exp(gain * d)``, ``d`` the mean absolute difference of ``m`` from the
+    reference in uint8 levels, so a deviation costs ``20 log10(e) gain d`` dB of PSNR. After each chunk
+    ``m`` moves towards the reference by the fraction ``blend``: 0 carries it exactly (the excess
+    never decays), 0.5 halves the deviation, and with it the excess PSNR loss, every chunk."""
+
+    name = "carried-memory"
+
+    def __init__(self, device="cpu", blend: float = 0.0, noise: float = 2.0, gain: float = 0.015, carry: int = 1):
+        super().__init__(device, blend=blend, noise=noise, gain=gain, carry=carry)
+        self.blend, self.noise, self.gain, self.carry = float(blend), float(noise), float(gain), int(carry)
+
+    def carry_over_frames(self, protocol) -> int:
+        return self.carry
+
+    def start(self, clip: ClipContext) -> State:
+        # The ground-truth reader is an input of the clip, set again by start() on resume.
+        self._read_ground_truth = clip.read_ground_truth
+        return {"memory": clip.references[0].to(torch.float32), "reference": clip.references[0].clone()}
+
+    def generate_chunk(self, state: State, controls: ChunkControls) -> tuple[torch.Tensor, State]:
+        import math
+
+        truth = self._read_ground_truth(controls.start, controls.start + len(controls)).to(torch.float32)
+        deviation = float((state["memory"] - state["reference"].to(torch.float32)).abs().mean())
+        noise = torch.randn(truth.shape, generator=controls.generator) * (self.noise * math.exp(self.gain * deviation))
+        frames = (truth + noise).round().clamp(0, 255).to(torch.uint8)
+        memory = state["memory"] + self.blend * (state["reference"].to(torch.float32) - state["memory"])
+        return frames, {**state, "memory": memory}
+
+    def describe_memory(self, perturbation) -> str:
+        return "the carried frame"
+
+    def perturb_memory(self, state: State, perturbation) -> State:
+        carried = state["memory"].round().clamp(0, 255).to(torch.uint8).unsqueeze(0)
+        return {**state, "memory": perturbation.apply(carried)[0].to(torch.float32)}
