@@ -42,7 +42,7 @@ from methods.wan import flow
 from methods.wan.checkpoint import step_generator
 from methods.wan.conditioning import guided_frames_mask, video_frames
 from methods.wan.data import ClipArrays, load_clips, psnr, to_video
-from methods.wan.training import DEFAULT_ROOT, LossLog, due, learning_rate, out_of_time, record_evaluation, resume_run, save_run, set_learning_rate
+from methods.wan.training import DEFAULT_ROOT, LossLog, draw_length, due, learning_rate, out_of_time, parse_lengths, record_evaluation, resume_run, save_run, set_learning_rate
 
 from .config import CARRIES, CARRY_OVERLAP, EverAnimateConfig
 from .inference import generate_chunk, start_state
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    lengths = [(int(a), float(b)) for a, b in (item.split(":") for item in args.lengths.split(","))]
+    lengths = parse_lengths(args.lengths)
     try:
         config = run_config(args)
     except ValueError as exc:
@@ -419,11 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     if not history:
         run_eval()  # step 0: the starting point (the base model, or the stage-1 LoRA)
     losses = LossLog(log_path, bar)
-    length_weights = torch.tensor([p for _, p in lengths])
     while step < args.steps:
         set_learning_rate(optimizer, learning_rate(step, args.steps, args.lr, args.warmup))
         generator = step_generator(args.seed, step)
-        length = lengths[int(torch.multinomial(length_weights, 1, generator=generator))][0]
+        length = draw_length(lengths, generator)
         batch = training_batch(bank, max(1, args.batch * 20 // length), length, generator, config)
         loss = training_loss(backbone, batch, config, generator)
         optimizer.zero_grad(set_to_none=True)

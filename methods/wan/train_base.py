@@ -34,7 +34,7 @@ from .checkpoint import step_generator
 from .conditioning import guided_frames_mask, video_frames, with_reference_slot
 from .data import ClipArrays, load_clips, psnr, ssim, to_video
 from .presets import BACKBONE_FILE, BACKBONE_FORMAT, SYNTHETIC_TRANSFORMER_CONFIG, build_transformer, load_vae
-from .training import DEFAULT_ROOT, LossLog, due, learning_rate, out_of_time, record_evaluation, resume_run, save_run, set_learning_rate
+from .training import DEFAULT_ROOT, LossLog, draw_length, due, learning_rate, out_of_time, parse_lengths, record_evaluation, resume_run, save_run, set_learning_rate
 
 WINDOW_FRAMES = 77
 GUIDED_FRAMES = (1, 5)
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    lengths = [(int(a), float(b)) for a, b in (item.split(":") for item in args.lengths.split(","))]
+    lengths = parse_lengths(args.lengths)
     guide_probs = tuple(float(p) for p in args.guide_probs.split(","))
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -346,11 +346,10 @@ def main(argv: list[str] | None = None) -> int:
 
     bar = tqdm(total=args.steps, initial=step, desc="base", dynamic_ncols=True)
     losses = LossLog(log_path, bar)
-    length_values = torch.tensor([p for _, p in lengths])
     while step < args.steps:
         set_learning_rate(optimizer, learning_rate(step, args.steps, args.lr, args.warmup))
         generator = step_generator(args.seed, step)
-        length = lengths[int(torch.multinomial(length_values, 1, generator=generator))][0]
+        length = draw_length(lengths, generator)
         # Shorter chunks get proportionally more samples so every step sees a similar number of tokens.
         batch = training_batch(bank, max(1, args.batch * 20 // length), length, generator, guide_probs)
         loss = flow_matching_step(backbone, batch, generator, args.train_shift, reference_slot=step >= args.reference_slot_loss_from)

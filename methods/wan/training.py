@@ -111,3 +111,14 @@ class LossLog:
         log_line(self.path, {"step": step, "loss": mean, "lr": lr, "steps_per_s": rate, "minutes": minutes})
         self.bar.set_postfix(loss=f"{mean:.4f}")
         self.losses = []
+
+
+def parse_lengths(text: str) -> list[tuple[int, float]]:
+    """``--lengths 10:0.5,20:0.5`` -> ``[(10, 0.5), (20, 0.5)]``: latent slots per training chunk and their probability."""
+    return [(int(slots), float(probability)) for slots, probability in (item.split(":") for item in text.split(","))]
+
+
+def draw_length(lengths: list[tuple[int, float]], generator: torch.Generator) -> int:
+    """One step's chunk length in latent slots, drawn with the given probabilities."""
+    weights = torch.tensor([probability for _, probability in lengths])
+    return lengths[int(torch.multinomial(weights, 1, generator=generator))][0]
