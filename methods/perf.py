@@ -9,8 +9,8 @@ frames, and prints per method: seconds per chunk (mean, and the last chunk's), p
 Memory is the process's peak resident set on CPU while a chunk runs and
 ``torch.cuda.max_memory_allocated`` on CUDA (:class:`benchmark.memory.PeakMemory`).
 ``--preset tiny-random`` (test weights) runs anywhere in seconds; ``--preset synthetic`` needs the
-trained weights. ``--estimate`` prints the FLOP-based GPU estimate for the 14B preset that
-docs/backbone.md quotes.
+trained weights. ``--estimate`` prints the per-chunk GPU cost of each method on the 14B preset that docs/backbone.md
+quotes, from FLOPs counted on the meta device (:mod:`methods.wan.cost`).
 """
 
 from __future__ import annotations
@@ -118,43 +118,17 @@ def format_row(record: PerfRecord) -> str:
 HEADER = f"{'method':<15} {'preset':<12} {'chunks':>6} {'s/chunk':>10} {'s/last':>10} {'peak MB@S':>11} {'peak MB@L':>11} {'L/S':>7}"
 
 
-# ---- FLOP estimate for the 14B preset ---------------------------------------------------------
+def print_estimate(horizon_s: float) -> None:
+    from .wan.cost import ASSUMED_UTILISATION, GPU_TFLOPS, estimate
 
-
-def transformer_flops(tokens: int, layers: int, dim: int, ffn: int, context_tokens: int) -> float:
-    """Multiply-adds x 2 of one forward pass: self-attention (projections and the N^2 products),
-    cross-attention to ``context_tokens`` text/image tokens, and the FFN, per layer."""
-    self_attention = 4 * 2 * tokens * dim * dim + 2 * 2 * tokens * tokens * dim
-    cross_attention = 2 * 2 * tokens * dim * dim + 2 * 2 * context_tokens * dim * dim + 2 * 2 * tokens * context_tokens * dim
-    feed_forward = 2 * 2 * tokens * dim * ffn
-    return layers * (self_attention + cross_attention + feed_forward)
-
-
-def estimate_14b(width: int = 832, height: int = 480, chunk_frames: int = 77, steps: int = 20, peak_tflops: float = 989.0, utilisation: float = 0.4) -> dict[str, float]:
-    """Per-chunk cost of Wan2.2-Animate-14B: 16x spatial token stride (VAE 8 x patch 2), ``T' + 1``
-    slots, 40 layers of width 5120, FFN 13824, 512 text + 257 CLIP tokens. Parameters are counted on
-    the meta device from the class defaults (the 14B configuration), so nothing is downloaded."""
-    from diffusers import WanAnimateTransformer3DModel
-
-    with torch.device("meta"):
-        model = WanAnimateTransformer3DModel(added_kv_proj_dim=5120)
-    parameters = sum(p.numel() for p in model.parameters())
-    slots = 1 + (chunk_frames - 1) // 4 + 1
-    tokens = slots * (height // 16) * (width // 16)
-    flops = steps * transformer_flops(tokens, 40, 5120, 13824, 512 + 257)
-    seconds = flops / (peak_tflops * 1e12 * utilisation)
-    weights_gb = parameters * 2 / 1e9
-    activations_gb = tokens * 5120 * 2 * 12 / 1e9  # a forward pass keeps a handful of N x dim bf16 buffers alive
-    return {
-        "parameters_billion": parameters / 1e9,
-        "tokens_per_chunk": tokens,
-        "tflops_per_chunk": flops / 1e12,
-        "transformer_seconds_per_chunk": seconds,
-        "assumed_peak_tflops": peak_tflops,
-        "assumed_utilisation": utilisation,
-        "transformer_weights_gb_bf16": weights_gb,
-        "activation_gb_estimate": activations_gb,
-    }
+    gpus = ", ".join(f"{gpu} {tflops:g}" for gpu, tflops in GPU_TFLOPS.items())
+    print(f"14B preset, 832x480, 77-frame chunks, 20 steps; FLOPs counted on the meta device; time at {ASSUMED_UTILISATION:.0%} of dense bf16 TFLOP/s ({gpus})")
+    print(f"{'method':<27} {'slots':>5} {'tokens':>7} {'PFLOP DiT':>10} {'PFLOP VAE':>10} {'s H100':>7} {'s A100':>7} {'GB':>6}")
+    for row in estimate(horizon_s=horizon_s):
+        print(
+            f"{row['method']:<27} {row['slots']:>5} {row['tokens']:>7,} {row['transformer_pflop']:>10.2f} {row['vae_pflop']:>10.2f} "
+            f"{row['seconds_H100']:>7.0f} {row['seconds_A100']:>7.0f} {row['memory_gb']:>6.1f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,11 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the records here")
-    parser.add_argument("--estimate", action="store_true", help="print the 14B FLOP estimate and exit")
+    parser.add_argument("--estimate", action="store_true", help="print the estimated per-chunk cost of each method on the 14B preset (FLOPs counted on the meta device, no weights needed) and exit; unianimate-dit is averaged over a --long video")
     args = parser.parse_args(argv)
     if args.estimate:
-        for key, value in estimate_14b().items():
-            print(f"{key:<32} {value:,.2f}" if isinstance(value, float) else f"{key:<32} {value:,}")
+        print_estimate(args.long)
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)

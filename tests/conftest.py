@@ -17,6 +17,10 @@ from benchmark.splits.manifest import KEYPOINT_LAYOUT, load_split, write_manifes
 TINY_W, TINY_H, TINY_FACE, TINY_FRAMES = 32, 48, 16, 250
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped without one (run by python -m benchmark.gpu_check)")
+
+
 def render_tiny_clip(index: int, num_frames: int = TINY_FRAMES, width: int = TINY_W, height: int = TINY_H) -> dict:
     """A striped static background and a square that moves; exact, deterministic, fast."""
     rng = np.random.default_rng(1000 + index)

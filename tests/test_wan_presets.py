@@ -10,12 +10,10 @@ import torch
 
 pytest.importorskip("diffusers")
 
+from tiny_weights import make_tiny_14b_folder
+
 from methods.wan.presets import (
-    TINY_TRANSFORMER_CONFIG,
-    TINY_VAE_CONFIG,
     MissingWeightsError,
-    build_transformer,
-    build_vae,
     load_backbone,
     save_backbone,
     tiny_random_backbone,
@@ -79,31 +77,8 @@ def test_tiny_random_is_never_loaded_as_a_preset():
         load_backbone("tiny-random")
 
 
-def _tiny_14b_folder(root):
-    """A folder with the layout of Wan-AI/Wan2.2-Animate-14B-Diffusers holding tiny random models of
-    the same classes: VAE, transformer with CLIP image input, umT5 text encoder and tokenizer, CLIP."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
-
-    torch.manual_seed(0)
-    build_vae("AutoencoderKLWan", TINY_VAE_CONFIG).save_pretrained(root / "vae")
-    config = {**TINY_TRANSFORMER_CONFIG, "image_dim": 8, "added_kv_proj_dim": 24}
-    build_transformer(config).save_pretrained(root / "transformer")
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, "视频中的人在做动作": 3, "dance": 4}
-    word_level = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    tokenizer.save_pretrained(root / "tokenizer")
-    text_config = UMT5Config(vocab_size=8, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2, relative_attention_num_buckets=4)
-    UMT5EncoderModel(text_config).save_pretrained(root / "text_encoder")
-    vision = CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
-    CLIPVisionModel(vision).save_pretrained(root / "image_encoder")
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "image_processor")
-    return root
-
-
 def test_14b_preset_code_path_on_a_tiny_local_copy(tmp_path):
-    folder = _tiny_14b_folder(tmp_path / "wan-animate-14b")
+    folder = make_tiny_14b_folder(tmp_path / "wan-animate-14b")
     backbone = load_backbone("wan2.2-animate-14b", weights=folder)
     assert backbone.text_embeds.shape == (1, 512, 8)
     assert backbone.text_embeds[:, 2:].abs().sum() == 0  # zero past the prompt's tokens, as Wan pads it
