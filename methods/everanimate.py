@@ -113,6 +113,11 @@ class EverAnimate(WanMethod, ChunkMethod):
                     f"(shipped: {', '.join(shipped_loras() + ['none'])}, or give lora=PATH)"
                 )
             self._lora_tensors, config, _ = read_lora(folder)
+            if layout is not None and layout != config.layout:
+                raise ValueError(
+                    f"layout={layout} contradicts lora={lora}, which was trained with layout={config.layout}; "
+                    f"drop layout= to run it with layout={config.layout}, or give a LoRA trained with layout={layout}"
+                )
             self.lora_sha256 = hashlib.sha256((folder / "lora.safetensors").read_bytes()).hexdigest()[:16]
         overrides = {"layout": layout, "carry": carry, "identity_frames": identity_frames, "motion_latents": motion_latents, "sampling_shift": shift}
         if carry is not None and carry != config.carry:
