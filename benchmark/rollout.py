@@ -94,12 +94,15 @@ class SequentialReader:
 
 @dataclass
 class ClipPlan:
-    """What the runner will generate for one clip."""
+    """What the runner will generate for one clip: ``num_frames`` output frames from chunks starting at
+    ``starts``. ``clip`` is the split's record of the clip; it is None for a clip that belongs to no
+    split (:mod:`everanimate.sample`)."""
 
-    clip: ClipRecord
+    clip_id: str
     num_frames: int
     carry_over: int
     starts: list[int]
+    clip: ClipRecord | None = None
 
     @property
     def boundaries(self) -> list[int]:
@@ -107,21 +110,67 @@ class ClipPlan:
         return [s + self.carry_over for s in self.starts[1:]]
 
 
+def plan_frames(protocol: Protocol, clip_id: str, num_frames: int) -> ClipPlan:
+    """The chunk plan for ``num_frames`` output frames; controls past the end of the clip are reflected."""
+    return ClipPlan(clip_id, num_frames, protocol.carry_over, protocol.chunk_starts(num_frames))
+
+
 def plan_clip(protocol: Protocol, clip: ClipRecord, num_frames: int) -> ClipPlan:
     if num_frames > clip.num_frames:
         raise ClipError(clip.id, None, f"needs {num_frames} frames for the horizon, clip has {clip.num_frames}")
-    return ClipPlan(clip, num_frames, protocol.carry_over, protocol.chunk_starts(num_frames))
+    plan = plan_frames(protocol, clip.id, num_frames)
+    plan.clip = clip
+    return plan
 
 
 def build_context(split: Split, clip: ClipRecord, protocol: Protocol, device: torch.device) -> ClipContext:
     keypoints, face_boxes = split.load_keypoints(clip)
-    frame_size = (split.width, split.height)
-    pose = SequentialReader(split.path(clip, "pose_video"), clip.id, clip.num_frames, frame_size)
-    face = SequentialReader(split.path(clip, "face_video"), clip.id, clip.num_frames, (split.face_size, split.face_size))
-    truth = SequentialReader(split.path(clip, "video"), clip.id, clip.num_frames, frame_size)
+    return context_from_files(
+        clip.id,
+        split.load_reference(clip).unsqueeze(0),
+        split.path(clip, "pose_video"),
+        split.path(clip, "face_video"),
+        clip.num_frames,
+        (split.width, split.height),
+        split.face_size,
+        keypoints,
+        face_boxes,
+        protocol,
+        device,
+        ground_truth=split.path(clip, "video"),
+    )
+
+
+def context_from_files(
+    clip_id: str,
+    references: torch.Tensor,
+    pose_video: Path,
+    face_video: Path,
+    num_frames: int,
+    frame_size: tuple[int, int],
+    face_size: int,
+    keypoints: np.ndarray,
+    face_boxes: np.ndarray,
+    protocol: Protocol,
+    device: torch.device,
+    ground_truth: Path | None = None,
+) -> ClipContext:
+    """A clip's context from its control videos: ``references uint8 (m, H, W, 3)``, the pose video
+    (``frame_size`` = (width, height)) and the face-crop video (``face_size`` square), ``num_frames``
+    frames each, with ``keypoints (T, 133, 3)`` and ``face_boxes (T, 4)``. Chunk ``k``'s generator is
+    seeded from ``clip_id`` and ``k`` by the protocol's seed rule. Without ``ground_truth``,
+    ``read_ground_truth`` raises :class:`ClipError`."""
+    pose = SequentialReader(pose_video, clip_id, num_frames, frame_size)
+    face = SequentialReader(face_video, clip_id, num_frames, (face_size, face_size))
+    if ground_truth is not None:
+        read_ground_truth = SequentialReader(ground_truth, clip_id, num_frames, frame_size).read
+    else:
+
+        def read_ground_truth(start: int, stop: int) -> torch.Tensor:
+            raise ClipError(clip_id, None, "this clip has no ground-truth video (it belongs to no split)")
 
     def read_controls(start: int, stop: int, chunk: int = 0) -> ChunkControls:
-        index = reflect_indices(start, stop, clip.num_frames)
+        index = reflect_indices(start, stop, num_frames)
         return ChunkControls(
             index=chunk,
             start=start,
@@ -129,20 +178,20 @@ def build_context(split: Split, clip: ClipRecord, protocol: Protocol, device: to
             face=face.read(start, stop),
             keypoints=keypoints[index],
             face_boxes=face_boxes[index],
-            generator=torch.Generator().manual_seed(protocol.chunk_seed(clip.id, chunk)),
+            generator=torch.Generator().manual_seed(protocol.chunk_seed(clip_id, chunk)),
         )
 
     return ClipContext(
-        clip_id=clip.id,
-        references=split.load_reference(clip).unsqueeze(0),
+        clip_id=clip_id,
+        references=references,
         keypoints=keypoints,
         face_boxes=face_boxes,
-        num_frames=clip.num_frames,
+        num_frames=num_frames,
         protocol=protocol,
-        face_size=split.face_size,
+        face_size=face_size,
         device=device,
         read_controls=read_controls,
-        read_ground_truth=truth.read,
+        read_ground_truth=read_ground_truth,
     )
 
 
@@ -152,6 +201,11 @@ def _state_paths(work: Path, chunk: int) -> tuple[Path, Path]:
 
 def _segment_path(work: Path, chunk: int) -> Path:
     return work / f"segment_{chunk:05d}{VIDEO_SUFFIX}"
+
+
+def segment_paths(work: Path, plan: ClipPlan) -> list[Path]:
+    """The lossless segments :func:`rollout_chunks` wrote for ``plan``, in order."""
+    return [_segment_path(work, k) for k in range(len(plan.starts))]
 
 
 def _save_state(work: Path, chunk: int, state: dict, meta: dict) -> None:
@@ -235,7 +289,7 @@ def step_chunk(method: ChunkMethod, context: ClipContext, plan: ClipPlan, state:
     began = time.perf_counter()
     frames, state = method.generate_chunk(state, controls)
     seconds = time.perf_counter() - began
-    frames = check_frames(frames, (length, protocol.height, protocol.width, 3), plan.clip.id, f"chunk {chunk}")
+    frames = check_frames(frames, (length, protocol.height, protocol.width, 3), plan.clip_id, f"chunk {chunk}")
     offset = 0 if chunk == 0 else plan.carry_over
     return frames[offset : offset + _kept(plan, chunk, length)], state, seconds
 
@@ -265,17 +319,18 @@ def generate_clip(
 ) -> tuple[Path, list[float]]:
     """Generate one clip's video ``videos/<clip>.mkv`` (skipped when it already exists on resume)."""
     clip = plan.clip
+    if clip is None:
+        raise ValueError(f"generate_clip needs a plan made for a clip of the split (plan_clip); {plan.clip_id!r} has none")
     video_path = check_inside(out_dir, out_dir / "videos" / f"{clip.id}{VIDEO_SUFFIX}")
     record_path = video_path.with_suffix(".json")
     work = check_inside(out_dir, out_dir / "work" / clip.id)
-    if resume and _finished_video_holds(video_path, record_path, plan.num_frames, fingerprint):
+    if resume and finished_video_holds(video_path, record_path, plan.num_frames, fingerprint):
         return video_path, []
     remove_inside(out_dir, record_path)
     context = build_context(split, clip, protocol, device)
     if isinstance(method, ChunkMethod):
         timings = rollout_chunks(method, context, plan, work, fingerprint, resume, chunk_bar)
-        segments = [_segment_path(work, k) for k in range(len(plan.starts))]
-        count = concat_videos(segments, video_path)
+        count = concat_videos(segment_paths(work, plan), video_path)
     elif isinstance(method, VideoMethod):
         began = time.perf_counter()
         with VideoWriter(video_path, split.fps, split.width, split.height, clip_id=clip.id) as writer:
@@ -301,8 +356,9 @@ def generate_clip(
     return video_path, timings
 
 
-def _finished_video_holds(video_path: Path, record_path: Path, num_frames: int, fingerprint: str) -> bool:
-    """A finished video is reused only when its record matches this run and its bytes are unchanged."""
+def finished_video_holds(video_path: Path, record_path: Path, num_frames: int, fingerprint: str) -> bool:
+    """A finished video is reused only when its record (JSON with ``fingerprint``, ``frames`` and
+    ``sha256``) matches this run and its bytes are unchanged."""
     if not video_path.exists():
         return False
     try:
