@@ -92,20 +92,20 @@ def record_evaluation(log_path: Path, history: list[dict], record: dict[str, Any
 
 
 class LossLog:
-    """The training loss averaged over every :data:`LOG_EVERY` steps, into one line of the log (with
-    the learning rate, the speed and the run's minutes) and the progress bar."""
+    """The training loss averaged over every ``every`` (:data:`LOG_EVERY`) steps, into one line of the
+    log (with the learning rate, the speed and the run's minutes) and the progress bar."""
 
-    def __init__(self, path: Path, bar: Any):
-        self.path, self.bar = path, bar
+    def __init__(self, path: Path, bar: Any, every: int = LOG_EVERY):
+        self.path, self.bar, self.every = path, bar, every
         self.losses: list[float] = []
         self.tick = time.time()
 
     def add(self, step: int, loss: float, lr: float, minutes: float) -> None:
         """Record the loss of the step that made the run's step count ``step``."""
         self.losses.append(loss)
-        if step % LOG_EVERY:
+        if step % self.every:
             return
-        rate = LOG_EVERY / (time.time() - self.tick)
+        rate = len(self.losses) / (time.time() - self.tick)
         self.tick = time.time()
         mean = sum(self.losses) / len(self.losses)
         log_line(self.path, {"step": step, "loss": mean, "lr": lr, "steps_per_s": rate, "minutes": minutes})
