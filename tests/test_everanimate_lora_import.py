@@ -17,6 +17,8 @@ from safetensors.torch import save_file
 
 pytest.importorskip("peft")
 
+from tiny_weights import guided_velocity
+
 from benchmark.files import sha256_file
 from benchmark.protocol import Protocol
 from everanimate.config import EverAnimateConfig
@@ -66,17 +68,6 @@ def _adapted_backbone(rank: int = RANK, alpha: float | None = None, seed: int = 
     return backbone
 
 
-def _velocity(backbone) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    frames = torch.randint(0, 256, (5, 32, 32, 3), generator=generator, dtype=torch.uint8)
-    slots, mask = backbone.temporal_guidance(frames[-1:], 2, 32, 32)
-    faces = torch.randint(0, 256, (5, 16, 16, 3), generator=generator, dtype=torch.uint8)
-    conditioning = backbone.chunk_conditioning(backbone.encode(frames[:1]), slots, mask, frames, faces)
-    noise = torch.randn(1, 4, 3, 8, 8, generator=generator)
-    with torch.no_grad():
-        return backbone.conditioned_velocity(noise, 0.7, conditioning)
-
-
 def _attached(tensors, rank: int, alpha: float):
     backbone = tiny_random_backbone(seed=0)
     attach_lora(backbone, tensors, EverAnimateConfig(lora_rank=rank, lora_alpha=alpha))
@@ -86,7 +77,7 @@ def _attached(tensors, rank: int, alpha: float):
 @pytest.fixture(scope="module")
 def adapted():
     backbone = _adapted_backbone()
-    return lora_state(backbone.transformer), _velocity(backbone)
+    return lora_state(backbone.transformer), guided_velocity(backbone)
 
 
 @pytest.fixture()
@@ -102,7 +93,7 @@ def official_file(adapted, tmp_path):
 
 def test_the_official_naming_converts_with_every_key_used_and_gives_the_same_model(adapted):
     state, velocity = adapted
-    assert torch.count_nonzero(velocity - _velocity(tiny_random_backbone(seed=0))) > 0, "the LoRA must change the output"
+    assert torch.count_nonzero(velocity - guided_velocity(tiny_random_backbone(seed=0))) > 0, "the LoRA must change the output"
     official = {_official_name(key): value for key, value in state.items()}
     assert "blocks.0.self_attn.q.lora_A.default.weight" in official and "blocks.1.ffn.2.lora_B.default.weight" in official
 
@@ -110,12 +101,12 @@ def test_the_official_naming_converts_with_every_key_used_and_gives_the_same_mod
     assert set(converted.tensors) == set(state) == set(lora_state(_attached(state, RANK, RANK).transformer))
     assert all(torch.equal(converted.tensors[key], state[key]) for key in state)
     assert (converted.rank, converted.alpha, converted.blocks, converted.alpha_in_file) == (RANK, float(RANK), 2, "none")
-    assert torch.equal(_velocity(_attached(converted.tensors, converted.rank, converted.alpha)), velocity)
+    assert torch.equal(guided_velocity(_attached(converted.tensors, converted.rank, converted.alpha)), velocity)
 
 
 def test_lora_down_up_naming_with_a_prefix_and_one_alpha_keeps_the_alpha():
     backbone = _adapted_backbone(rank=RANK, alpha=8.0)
-    state, velocity = lora_state(backbone.transformer), _velocity(backbone)
+    state, velocity = lora_state(backbone.transformer), guided_velocity(backbone)
     official = {_official_name(key, "lora_down", "lora_up", "diffusion_model."): value for key, value in state.items()}
     for key in list(official):
         if key.endswith("lora_down.weight"):
@@ -124,7 +115,7 @@ def test_lora_down_up_naming_with_a_prefix_and_one_alpha_keeps_the_alpha():
     converted = official_to_peft(official)
     assert (converted.naming, converted.rank, converted.alpha, converted.alpha_in_file) == ("lora_down/lora_up", RANK, 8.0, "uniform")
     assert all(torch.equal(converted.tensors[key], state[key]) for key in state)
-    assert torch.equal(_velocity(_attached(converted.tensors, RANK, converted.alpha)), velocity)
+    assert torch.equal(guided_velocity(_attached(converted.tensors, RANK, converted.alpha)), velocity)
 
 
 def test_alphas_that_differ_per_module_are_folded_into_the_weights(adapted):
@@ -139,7 +130,7 @@ def test_alphas_that_differ_per_module_are_folded_into_the_weights(adapted):
 
     converted = official_to_peft(official)
     assert converted.alpha == float(RANK) and converted.alpha_in_file == "per-module, folded into the weights"
-    torch.testing.assert_close(_velocity(_attached(converted.tensors, RANK, converted.alpha)), velocity, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(guided_velocity(_attached(converted.tensors, RANK, converted.alpha)), velocity, rtol=1e-4, atol=1e-5)
 
 
 def _official(state) -> dict[str, torch.Tensor]:
@@ -235,7 +226,7 @@ def test_export_then_import_is_the_identity(adapted, tmp_path):
 
 def test_export_folds_alpha_over_rank_into_lora_b(tmp_path):
     backbone = _adapted_backbone(rank=RANK, alpha=2.0)
-    state, velocity = lora_state(backbone.transformer), _velocity(backbone)
+    state, velocity = lora_state(backbone.transformer), guided_velocity(backbone)
     folder = save_lora(tmp_path / "ours", backbone.transformer, EverAnimateConfig(lora_rank=RANK, lora_alpha=2.0), {"stage": 1})
     tensors, metadata = _official_file_keys(export_official(folder, tmp_path / "official.safetensors"))
     key_b = "blocks.0.attn1.to_q.lora_B.weight"
@@ -245,7 +236,7 @@ def test_export_folds_alpha_over_rank_into_lora_b(tmp_path):
     _, config, _ = read_lora(import_official(tmp_path / "official.safetensors", tmp_path / "back"))
     assert config.lora_alpha == float(RANK)
     reimported, _, _ = read_lora(tmp_path / "back")
-    torch.testing.assert_close(_velocity(_attached(reimported, RANK, config.lora_alpha)), velocity, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(guided_velocity(_attached(reimported, RANK, config.lora_alpha)), velocity, rtol=1e-5, atol=1e-6)
 
 
 # ---- the command line --------------------------------------------------------------------------------

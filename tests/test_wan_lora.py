@@ -8,18 +8,9 @@ import torch
 
 pytest.importorskip("peft")
 
+from tiny_weights import guided_velocity
+
 from methods.wan.presets import tiny_random_backbone
-
-
-def _velocity(backbone) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    frames = torch.randint(0, 256, (5, 32, 32, 3), generator=generator, dtype=torch.uint8)
-    slots, mask = backbone.temporal_guidance(frames[-1:], 2, 32, 32)
-    faces = torch.randint(0, 256, (5, 16, 16, 3), generator=generator, dtype=torch.uint8)
-    conditioning = backbone.chunk_conditioning(backbone.encode(frames[:1]), slots, mask, frames, faces)
-    noise = torch.randn(1, 4, 3, 8, 8, generator=generator)
-    with torch.no_grad():
-        return backbone.conditioned_velocity(noise, 0.7, conditioning)
 
 
 def test_lora_targets_attention_and_ffn_of_every_block():
@@ -37,13 +28,13 @@ def test_lora_targets_attention_and_ffn_of_every_block():
 
 def test_lora_changes_the_output_only_when_its_weights_are_nonzero():
     backbone = tiny_random_backbone(seed=0)
-    before = _velocity(backbone)
+    before = guided_velocity(backbone)
     backbone.add_lora(rank=4)
-    assert torch.equal(_velocity(backbone), before)
+    assert torch.equal(guided_velocity(backbone), before)
     trainable = [name for name, p in backbone.transformer.named_parameters() if "lora_" in name]
     assert trainable
     with torch.no_grad():
         for name, parameter in backbone.transformer.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(0, 0.5, generator=torch.Generator().manual_seed(len(name)))
-    assert not torch.allclose(_velocity(backbone), before, atol=1e-4)
+    assert not torch.allclose(guided_velocity(backbone), before, atol=1e-4)

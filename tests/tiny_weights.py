@@ -31,3 +31,16 @@ def make_tiny_14b_folder(root: Path) -> Path:
     CLIPVisionModel(vision).save_pretrained(root / "image_encoder")
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "image_processor")
     return root
+
+
+def guided_velocity(backbone) -> torch.Tensor:
+    """The velocity a tiny backbone predicts for fixed random inputs (32x32 frames, 16x16 faces, one
+    carried frame as temporal guidance): a fingerprint of the transformer's weights and adapters."""
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (5, 32, 32, 3), generator=generator, dtype=torch.uint8)
+    slots, mask = backbone.temporal_guidance(frames[-1:], 2, 32, 32)
+    faces = torch.randint(0, 256, (5, 16, 16, 3), generator=generator, dtype=torch.uint8)
+    conditioning = backbone.chunk_conditioning(backbone.encode(frames[:1]), slots, mask, frames, faces)
+    noise = torch.randn(1, 4, 3, 8, 8, generator=generator)
+    with torch.no_grad():
+        return backbone.conditioned_velocity(noise, 0.7, conditioning)
