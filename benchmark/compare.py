@@ -80,6 +80,20 @@ def check_comparable(runs: dict[str, RunResults], allow_partial: bool = False) -
             raise IncomparableRuns(f"{name}: protocol differs from {first_name}'s in {detail}")
         if (run.split["name"], run.split["content_hash"]) != (first.split["name"], first.split["content_hash"]):
             raise IncomparableRuns(f"{name}: split {run.split['name']} ({run.split['content_hash']}) differs from {first_name}'s")
+    regions = {name: region_source(run) for name, run in runs.items() if region_source(run) is not None}
+    if len(set(regions.values())) > 1:
+        detail = ", ".join(f"{name}: {source}" for name, source in regions.items())
+        raise IncomparableRuns(f"the runs' background/person metrics come from different person regions ({detail}); rescore them with one --person-region")
+
+
+def region_source(run: RunResults) -> str | None:
+    """Where a run's region metrics took the person region from (``masks``, ``keypoints``, with the
+    masks' record hash), or None for a run without region metrics."""
+    source = run.split.get("person_region")
+    if source is None:
+        return None
+    masks = run.split.get("person_masks_hash")
+    return f"{source} {masks}" if masks else source
 
 
 def run_labels(runs: dict[str, RunResults]) -> dict[str, str]:

@@ -8,6 +8,10 @@ Without ``--horizon``, the default horizons that fit in the split's shortest cli
 dropped ones named); explicit horizons must all fit. The chunk structure of videos made elsewhere is
 unknown unless ``--carry-over`` (and ``--chunk-frames``) say it, and without it the seam score is
 reported as unavailable rather than guessed.
+
+The region metrics (background and person PSNR/SSIM) take each ground-truth frame's person region
+from the split's exact masks when it has them (the synthetic splits), else from its keypoints
+(``--person-region`` chooses; the source is recorded in the results).
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ VIDEO_EXTENSIONS = (".mkv", ".mp4", ".mov", ".webm", ".avi")
 # Why metrics that need chunk boundaries (the seam score) are not scored for videos made elsewhere
 # unless their chunk structure is given: assuming one would score seams where there are none.
 CHUNK_STRUCTURE_UNKNOWN = "chunk structure unknown: pass --carry-over FRAMES (and --chunk-frames) to score seams"
+# Where the region metrics take the person region from: the split's masks when it has them, else its
+# keypoints ("auto"); only the masks (an error for a split without); only the keypoints.
+PERSON_REGION_CHOICES = ("auto", "masks", "keypoints")
 
 
 @dataclass
@@ -151,6 +158,28 @@ def default_horizons(protocol: Protocol, clip_seconds: float) -> tuple[tuple[flo
     return resolve_horizons(fits, protocol, clip_seconds), note
 
 
+def person_region_source(split: Split, choice: str) -> str:
+    """The source of the person regions (``masks`` or ``keypoints``) for ``--person-region choice``;
+    raises ``ValueError`` for an unknown choice or ``masks`` on a split without masks."""
+    from .metrics.regions import KEYPOINTS, MASKS
+
+    if choice not in PERSON_REGION_CHOICES:
+        raise ValueError(f"--person-region {choice!r}: choose from {', '.join(PERSON_REGION_CHOICES)}")
+    if choice == "masks" and split.person_masks is None:
+        raise ValueError(f"--person-region masks: split {split.name!r} has no person masks; use keypoints (or auto)")
+    return MASKS if choice != "keypoints" and split.person_masks is not None else KEYPOINTS
+
+
+def clip_person_regions(split: Split, clip, keypoints, source: str):
+    """The clip's :class:`~benchmark.metrics.regions.PersonRegions` from ``source``: the split's
+    verified masks, or the keypoint boxes."""
+    from .metrics.regions import MASKS, PersonRegions
+
+    if source == MASKS:
+        return PersonRegions.from_masks(split.load_person_masks(clip))
+    return PersonRegions.from_keypoints(keypoints)
+
+
 def evaluate_clips(
     harness,
     split: Split,
@@ -159,15 +188,18 @@ def evaluate_clips(
     boundaries: dict[str, list[int]],
     already_failed: dict[str, str] | None = None,
     progress: bool = True,
+    person_region: str = "auto",
 ) -> Evaluation:
     """Evaluate this process's clips. A bad clip (an error or None in ``videos``, or a video that cannot be
     scored) is recorded as failed and the others go on. Each clip evaluation carries the file it scored
-    (see :func:`video_record`), which :func:`build_results` writes into the results."""
+    (see :func:`video_record`), which :func:`build_results` writes into the results. The region metrics
+    take the person regions from ``person_region`` (:data:`PERSON_REGION_CHOICES`)."""
     result = Evaluation(harness=harness, failed=dict(already_failed or {}))
     num_frames = protocol.horizon_frames(max(protocol.horizons_s))
     window = protocol.window_frames
     began = time.perf_counter()
     clips = [c for c in split.clips if c.id in videos and c.id not in result.failed]
+    region_source = person_region_source(split, person_region) if harness.needs_person_regions else None
     for clip in tqdm(clips, desc="evaluate", unit="clip", disable=not progress, leave=False):
         path = videos[clip.id]
         try:
@@ -182,13 +214,15 @@ def evaluate_clips(
                 raise ClipError(clip.id, path, f"fps {info.fps:g}, the protocol needs {protocol.fps}")
             if info.num_frames < num_frames:
                 raise ClipError(clip.id, path, f"{info.num_frames} frames, the longest horizon needs {num_frames}")
-            _, face_boxes = split.load_keypoints(clip)
+            keypoints, face_boxes = split.load_keypoints(clip)
+            regions = clip_person_regions(split, clip, keypoints[:num_frames], region_source) if region_source else None
             size = (split.width, split.height)
             generated = prefetch(iter_frames(path, window, stop=num_frames, clip_id=clip.id, expected_size=size))
             truth = prefetch(iter_frames(split.path(clip, "video"), window, stop=num_frames, clip_id=clip.id, expected_size=size))
             evaluation = harness.evaluate_clip(
-                clip.id, generated=generated, ground_truth=truth, face_boxes=face_boxes[:num_frames], chunk_boundaries=boundaries.get(clip.id, [])
-            )
+                clip.id, generated=generated, ground_truth=truth, face_boxes=face_boxes[:num_frames], chunk_boundaries=boundaries.get(clip.id, []),
+                person_regions=regions,
+            )  # fmt: skip
             evaluation.video = video_record(path, info)
             result.clips.append(evaluation)
         except BenchmarkError as exc:
@@ -196,6 +230,23 @@ def evaluate_clips(
             tqdm.write(f"FAILED {exc}", file=sys.stderr)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def person_region_record(split: Split, clips: list) -> dict:
+    """The split fields saying where the region metrics' person regions came from: ``person_region``
+    (``masks`` or ``keypoints``; several joined if clips differ) and, for masks, the hash of the
+    manifest's mask record. Empty when no region metric was computed."""
+    from .metrics.regions import KEYPOINT_RULE, MASKS
+
+    sources = sorted({ev.person_region for ev in clips if ev.person_region is not None})
+    if not sources:
+        return {}
+    record: dict = {"person_region": ", ".join(sources)}
+    if MASKS in sources and split.person_masks is not None:
+        record.update(person_masks_hash=split.person_masks.hash, person_mask_rule=split.person_masks.rule)
+    if MASKS not in sources or len(sources) > 1:
+        record["person_keypoint_rule"] = KEYPOINT_RULE
+    return record
 
 
 def video_record(path: Path, info: VideoInfo) -> dict:
@@ -251,6 +302,7 @@ def build_results(
             "content_hash": split.content_hash,
             "num_clips": len(split.clips),
             "clip_ids": [c.id for c in split.clips],
+            **person_region_record(split, clips),
         },
         method=method,
         limit=limit,
@@ -288,6 +340,13 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--metrics", help=f"comma-separated subset of metrics (default: all): {','.join(METRICS)}")
     parser.add_argument("--weights-dir", help="folder with metric network weights (see python -m benchmark.weights)")
+    parser.add_argument(
+        "--person-region",
+        choices=PERSON_REGION_CHOICES,
+        default="auto",
+        help="person region of the background/person metrics: the split's exact masks (synthetic splits), or the box of each frame's "
+        "keypoints dilated by 10%% of its longer side; auto = masks when the split has them (default: auto)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -383,6 +442,7 @@ def _load(args: argparse.Namespace, metrics: list[str] | None, is_main: bool) ->
         if dropped and is_main:
             print(f"note: {dropped}", file=sys.stderr)
     protocol, arguments, unavailable = chunk_structure(split, horizons, args.carry_over, args.chunk_frames)
+    person_region_source(split, args.person_region)
     harness = make_harness(protocol, horizons, metrics, args.device, args.weights_dir, unavailable)
     return split, horizons, protocol, arguments, harness
 
@@ -403,7 +463,7 @@ def _evaluate_folder(args: argparse.Namespace, metrics: list[str] | None) -> int
         boundaries = [s + protocol.carry_over for s in starts[1:]]
     videos = find_videos(args.videos, split)
     mine = {clip_id: videos[clip_id] for clip_id in distributed.shard([c.id for c in split.clips])}
-    evaluation = evaluate_clips(harness, split, protocol, mine, {c: boundaries for c in mine}, progress=not args.no_progress)
+    evaluation = evaluate_clips(harness, split, protocol, mine, {c: boundaries for c in mine}, progress=not args.no_progress, person_region=args.person_region)
     clips, failed = gather(evaluation, split)
     if is_main:
         method = {"name": args.method_name, "arguments": {"videos": str(args.videos), **arguments}}

@@ -27,7 +27,17 @@ from methods.registry import MethodError
 
 from . import distributed
 from .errors import BenchmarkError, ClipError
-from .evaluate import add_evaluation_arguments, build_results, check_device, evaluate_clips, gather, make_harness, parse_metrics, publish
+from .evaluate import (
+    add_evaluation_arguments,
+    build_results,
+    check_device,
+    evaluate_clips,
+    gather,
+    make_harness,
+    parse_metrics,
+    person_region_source,
+    publish,
+)
 from .files import atomic_write_text, remove_inside
 from .lock import FolderLock
 from .memory import peak_rss_bytes
@@ -41,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmark.run",
         description="Generate every clip of a split chunk by chunk (77-frame chunks at 25 fps) with one method, "
-        "stream the frames to lossless videos, and evaluate PSNR, SSIM, LPIPS, FID, V-MAE, F-PSNR, seam score and "
+        "stream the frames to lossless videos, and evaluate PSNR, SSIM, LPIPS, FID, V-MAE, F-PSNR, seam score, background "
+        "and person PSNR/SSIM and "
         "drift curves at every horizon. Writes results.json, windows.jsonl, summary.csv and drift.png. "
         "Every argument is checked before the first clip is generated; an input mistake exits with status 2.",
         epilog=f"methods: {', '.join(registry.available())}",
@@ -110,6 +121,7 @@ def prepare(args: argparse.Namespace, method: Method, is_main: bool) -> RunSetup
     the others load it afterwards without re-hashing."""
     split = resolve_split(args.split, verify="auto" if is_main else "none").limited(args.limit)
     horizons = resolve_horizons(args.horizon, split.protocol(), split.shortest_seconds)
+    person_region_source(split, args.person_region)
     protocol = method.effective_protocol(split.protocol(horizons_s=horizons))
     harness = make_harness(protocol, horizons, parse_metrics(args.metrics), args.device, args.weights_dir)
     described = method.describe()
@@ -209,7 +221,7 @@ def _generate_and_evaluate(args: argparse.Namespace, setup: RunSetup, progress: 
             tqdm.write(f"FAILED clip {clip.id!r}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}", file=sys.stderr)
     generation_s = time.perf_counter() - began
 
-    evaluation = evaluate_clips(setup.harness, split, protocol, videos, boundaries, already_failed=failed, progress=progress)
+    evaluation = evaluate_clips(setup.harness, split, protocol, videos, boundaries, already_failed=failed, progress=progress, person_region=args.person_region)
     clips, failed = gather(evaluation, split)
     # Every process's share of the work: the slowest process's phase times, all chunks, the largest peak.
     shares = distributed.gather_objects([(distributed.rank(), generation_s, evaluation.seconds, chunk_seconds, _peak_rss_mb())], key=lambda share: share[0])

@@ -21,7 +21,9 @@ from benchmark.metrics.spec import METRICS, MetricSpec
 from benchmark.protocol import DEFAULT_HORIZONS_S, Protocol
 from benchmark.results import csv_columns, csv_metric_columns
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+# 1.1 added the region metrics' columns (background_psnr, background_ssim, person_psnr, person_ssim
+# and their standard errors).
 
 #: The literal for a value that was not measured or is not known. An empty cell is an error.
 UNAVAILABLE = "unavailable"
@@ -112,6 +114,10 @@ METRIC_RANGES: dict[str, MetricRange] = {
     "fvd_videomae": MetricRange(0.0, None, "a distance"),
     "seam": MetricRange(0.0, None, "a ratio of frame-to-frame changes"),
     "identity": MetricRange(-1.0, 1.0, "a cosine similarity"),
+    "background_psnr": MetricRange(0.0, PSNR_CAP_DB, "dB, capped at the protocol's PSNR cap"),
+    "background_ssim": MetricRange(-1.0, 1.0, "SSIM"),
+    "person_psnr": MetricRange(0.0, PSNR_CAP_DB, "dB, capped at the protocol's PSNR cap"),
+    "person_ssim": MetricRange(-1.0, 1.0, "SSIM"),
 }
 
 

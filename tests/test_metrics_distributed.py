@@ -1,4 +1,4 @@
-"""One process and two gloo processes must report identical numbers, FID and FVD included."""
+"""One process and two gloo processes must report identical numbers, FID, FVD and the region metrics included."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import torch.multiprocessing as mp
 
 from benchmark import distributed
 from benchmark.metrics import ClipEvaluation, EvaluationHarness
-from benchmark.metrics.testing import batches, stand_in_networks, synthetic_clip
+from benchmark.metrics.regions import PersonRegions
+from benchmark.metrics.testing import batches, stand_in_networks, synthetic_clip, synthetic_person_masks
 from benchmark.protocol import Protocol
 from benchmark.weights import WeightsConfig
 
@@ -35,7 +36,13 @@ def evaluate_and_aggregate() -> dict | None:
     mine = []
     for clip_id in distributed.shard(CLIP_IDS):
         generated, truth, boxes = synthetic_clip(clip_id, 16, PROTOCOL.width, PROTOCOL.height)
-        mine.append(harness.evaluate_clip(clip_id, batches(generated, 8), batches(truth, 8), face_boxes=boxes, chunk_boundaries=BOUNDARIES))
+        masks = synthetic_person_masks(clip_id, 16, PROTOCOL.width, PROTOCOL.height)
+        if clip_id == CLIP_IDS[1]:  # a clip with frames whose person region is empty
+            masks[5:12] = False
+        regions = PersonRegions.from_masks(masks)
+        mine.append(
+            harness.evaluate_clip(clip_id, batches(generated, 8), batches(truth, 8), face_boxes=boxes, chunk_boundaries=BOUNDARIES, person_regions=regions)
+        )
     harness.sync()
     evaluations = distributed.gather_objects(mine, key=lambda ev: CLIP_IDS.index(ev.clip_id))
     assert [ev.clip_id for ev in evaluations] == CLIP_IDS
@@ -75,6 +82,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert double["result"] == single["result"]
     fid_rows = [row for row in single["result"]["horizons"] if row["metric"] in ("fid", "fvd_videomae")]
     assert fid_rows and all(row["value"] is not None for row in fid_rows)
+    region_rows = [row for row in single["result"]["horizons"] if row["metric"] in ("background_psnr", "background_ssim", "person_psnr", "person_ssim")]
+    assert len(region_rows) == 8 and all(row["value"] is not None for row in region_rows)
+    assert {row["extra"]["frames_without_region"] for row in region_rows if row["metric"].startswith("person")} == {3, 7}
 
 
 def test_helpers_without_a_process_group(monkeypatch):

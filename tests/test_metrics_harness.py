@@ -12,7 +12,7 @@ import torch
 
 from benchmark.errors import ClipError
 from benchmark.metrics import METRICS, ClipEvaluation, EvaluationHarness
-from benchmark.metrics.testing import batches, stand_in_networks, synthetic_clip
+from benchmark.metrics.testing import batches, stand_in_networks, synthetic_clip, synthetic_person_regions
 from benchmark.protocol import Protocol
 from benchmark.weights import WeightsConfig
 
@@ -52,7 +52,10 @@ def run(harness: EvaluationHarness, clips: dict, chunk: int = 8, ids=CLIP_IDS) -
     evaluations = []
     for clip_id in ids:
         generated, truth, boxes = clips[clip_id]
-        evaluations.append(harness.evaluate_clip(clip_id, batches(generated, chunk), batches(truth, chunk), face_boxes=boxes, chunk_boundaries=BOUNDARIES))
+        regions = synthetic_person_regions(clip_id, NUM_FRAMES, PROTOCOL.width, PROTOCOL.height)
+        evaluations.append(
+            harness.evaluate_clip(clip_id, batches(generated, chunk), batches(truth, chunk), face_boxes=boxes, chunk_boundaries=BOUNDARIES, person_regions=regions)
+        )
     return evaluations
 
 

@@ -86,7 +86,11 @@ def test_the_registry_is_consistent_and_every_consumer_reads_it():
 
 
 def test_the_leaderboard_columns_are_unchanged():
-    assert csv_metric_columns() == ("psnr", "ssim", "lpips", "fid", "vmae", "f_psnr", "fvd_videomae", "seam", "identity")
+    """A change here changes the leaderboard schema (``leaderboards.schema.SCHEMA_VERSION``)."""
+    assert csv_metric_columns() == (
+        "psnr", "ssim", "lpips", "fid", "vmae", "f_psnr", "fvd_videomae", "seam", "identity",
+        "background_psnr", "background_ssim", "person_psnr", "person_ssim",
+    )  # fmt: skip
 
 
 def test_a_metric_added_as_one_spec_reaches_harness_records_csv_and_tables(with_mae):

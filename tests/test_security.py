@@ -19,6 +19,7 @@ from benchmark import run as run_cli
 from benchmark.errors import ClipError, ManifestError
 from benchmark.files import UnsafePathError, check_clip_id, remove_inside, resolve_inside
 from benchmark.lock import FolderLock
+from benchmark.metrics.spec import METRICS
 from benchmark.results import RunResults
 from benchmark.splits import __main__ as splits_cli
 from benchmark.splits import manifest as manifest_module
@@ -253,7 +254,7 @@ def test_a_cli_process_prints_one_line_and_no_traceback(tmp_path, tiny_split_dir
         cwd=ROOT,
     )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["error: --metrics 'psnr,ssmi': unknown metric(s) ssmi; choose from psnr,ssim,lpips,fid,vmae,f_psnr,fvd_videomae,seam,identity"]
+    assert done.stderr.strip().splitlines() == [f"error: --metrics 'psnr,ssmi': unknown metric(s) ssmi; choose from {','.join(METRICS)}"]
     assert not (tmp_path / "o" / "videos").exists()
 
 

@@ -4,7 +4,7 @@ See ``docs/metrics.md`` for the definitions, and :mod:`benchmark.metrics.spec` f
 :data:`METRICS` of what each metric is. The runner uses :class:`EvaluationHarness`::
 
     harness = EvaluationHarness(protocol, horizons_s=[10, 90], weights=WeightsConfig.from_env())
-    ev = harness.evaluate_clip(clip_id, generated=batches, ground_truth=batches, face_boxes=boxes, chunk_boundaries=[77])
+    ev = harness.evaluate_clip(clip_id, generated=batches, ground_truth=batches, face_boxes=boxes, chunk_boundaries=[77], person_regions=regions)
     harness.sync()
     result = harness.aggregate(evaluations, failed_clips={})
 
@@ -23,6 +23,7 @@ _EXPORTS = {
     "DriftPoint": "records",
     "HorizonMetric": "records",
     "WindowSeries": "records",
+    "PersonRegions": "regions",
     "METRICS": "spec",
     "MetricSpec": "spec",
     "as_uint8_frames": "pixels",

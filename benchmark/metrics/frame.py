@@ -151,17 +151,32 @@ def _blurred_moments(x: torch.Tensor, y: torch.Tensor, band: torch.Tensor) -> to
     than float32 ones. The maps are written into a buffer already zero-padded to whole blocks, so no
     pass copies its input; the padding only produces outputs that are cut off.
     """
-    span, block = band.shape
     count, height, width = x.shape
-    out_h, out_w = height - span + block, width - span + block
-    padded_h, padded_w = -(-out_h // block) * block + span - block, -(-out_w // block) * block + span - block
-    maps = torch.zeros(count, 4, padded_h, padded_w, dtype=torch.float64, device=x.device)
+    maps = padded_maps(count, 4, height, width, band)
     a, b = maps[:, 0, :height, :width], maps[:, 1, :height, :width]
     a.copy_(x)
     b.copy_(y)
     # Only the sum of the two variances enters SSIM, so a^2 + b^2 is filtered as one map.
     torch.mul(a, a, out=maps[:, 2, :height, :width]).addcmul_(b, b)
     torch.mul(a, b, out=maps[:, 3, :height, :width])
+    return filter_valid(maps, band, height, width)
+
+
+def padded_maps(count: int, num_maps: int, height: int, width: int, band: torch.Tensor) -> torch.Tensor:
+    """A zeroed float64 ``(count, num_maps, H', W')`` buffer whose top-left ``height x width`` corner
+    takes the maps to filter with :func:`filter_valid`; ``H', W'`` pad the 'valid' outputs to whole
+    blocks of the banded matrix ``band``."""
+    span, block = band.shape
+    out_h, out_w = height - span + block, width - span + block
+    padded_h, padded_w = -(-out_h // block) * block + span - block, -(-out_w // block) * block + span - block
+    return torch.zeros(count, num_maps, padded_h, padded_w, dtype=torch.float64, device=band.device)
+
+
+def filter_valid(maps: torch.Tensor, band: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The separable Gaussian filter of the ``height x width`` maps held in a :func:`padded_maps`
+    buffer, 'valid' region only: ``(..., height - 2r, width - 2r)``, one banded matrix product per axis."""
+    span, block = band.shape
+    out_h, out_w = height - span + block, width - span + block
     rows = (maps.unfold(-1, span, block) @ band).flatten(-2)
     columns = (band.T @ rows.unfold(-2, span, block).transpose(-1, -2)).flatten(-3, -2)
     return columns[..., :out_h, :out_w]

@@ -35,6 +35,7 @@ from .networks import (
 )
 from .pixels import as_uint8_frames, to_unit_float
 from .records import AggregateResult, ClipEvaluation, DriftPoint, HorizonMetric, WindowSeries, mean_and_stderr
+from .regions import PersonRegions, region_masks
 from .spec import (
     CHUNK_SEAMS,
     METRICS,
@@ -52,13 +53,14 @@ from .temporal import SeamScore, VideoMAEDistance
 @dataclass
 class _ClipRun:
     """Per-clip working state that is not a metric state: pooled-feature moments and their
-    per-horizon snapshots, pending V-MAE frames, frames without a face per window."""
+    per-horizon snapshots, pending V-MAE frames, frames without a face per window, person regions."""
 
     moments: dict[str, ClipMoments]
     snapshots: dict[str, dict[int, FixedPointMoments]]
     vmae_pending: list[torch.Tensor | None] = field(default_factory=lambda: [None, None])
     next_vmae_window: int = 0
     frames_without_face: list[int] = field(default_factory=list)
+    person_regions: PersonRegions | None = None
 
 
 class EvaluationHarness:
@@ -193,6 +195,7 @@ class EvaluationHarness:
         self._pooled_frame_features = [name for name in self._pooled if feeds[name] == POOLED_FRAME_FEATURES]
         self._pooled_videomae_features = [name for name in self._pooled if feeds[name] == POOLED_VIDEOMAE_FEATURES]
         self._wants_face_boxes = any(spec.needs_face_boxes for spec in self.specs.values())
+        self._region_metrics = [name for name in self._frame_metrics if self.specs[name].needs_person_regions]
 
     def _feature_dim(self, network: object) -> int:
         """Declared ``feature_dim``, or measured with one black frame (stub networks)."""
@@ -206,6 +209,12 @@ class EvaluationHarness:
     def needs_videomae(self) -> bool:
         return self._vmae is not None or bool(self._pooled_videomae_features)
 
+    @property
+    def needs_person_regions(self) -> bool:
+        """Whether a metric being computed scores the person or background region (so callers load
+        the clips' person regions)."""
+        return bool(self._region_metrics)
+
     # ---- one clip ---------------------------------------------------------------------------
     def evaluate_clip(
         self,
@@ -214,13 +223,21 @@ class EvaluationHarness:
         ground_truth: Iterable[torch.Tensor],
         face_boxes: np.ndarray | None = None,
         chunk_boundaries: Iterable[int] | None = None,
+        person_regions: PersonRegions | None = None,
     ) -> ClipEvaluation:
         """Read exactly ``num_frames`` frames (the longest horizon) from each iterator of
-        ``uint8 (B, H, W, 3)`` batches and score them. Raises :class:`ClipError` when a video is
-        short, has the wrong size or invalid pixels, or ``face_boxes`` does not cover the frames."""
+        ``uint8 (B, H, W, 3)`` batches and score them. ``person_regions`` are the ground truth's
+        person regions (None: unknown, and the region metrics skip every frame). Raises
+        :class:`ClipError` when a video is short, has the wrong size or invalid pixels, or
+        ``face_boxes`` or ``person_regions`` do not cover the frames."""
         if self._synced:
             raise RuntimeError("this harness has been synced; evaluate every clip before sync()")
         boxes = self._checked_face_boxes(clip_id, face_boxes)
+        if person_regions is not None:
+            try:
+                person_regions.check(self.num_frames, self.protocol.width, self.protocol.height)
+            except ValueError as exc:
+                raise ClipError(clip_id, None, str(exc)) from exc
         boundaries = frozenset(int(b) for b in (chunk_boundaries or ()))
         for metric in self._clip_metrics():
             metric.reset()
@@ -228,6 +245,7 @@ class EvaluationHarness:
             moments={name: ClipMoments(metric.dim, self.device) for name, metric in self._pooled.items()},
             snapshots={name: {} for name in self._pooled},
             frames_without_face=[0] * self.num_windows,
+            person_regions=person_regions,
         )
         try:
             with torch.no_grad(), self._precise_math():
@@ -305,9 +323,16 @@ class EvaluationHarness:
         if self._wants_face_boxes:
             regions = face_regions(window_boxes, len(gen), self.protocol.width, self.protocol.height)
             run.frames_without_face[window] = sum(region is None for region in regions)
+        masks = {}
+        if self._region_metrics:
+            region_of = region_masks(run.person_regions, first, first + len(gen), self.protocol.width, self.protocol.height)
+            masks = {region: torch.from_numpy(mask).to(self.device) for region, mask in region_of.items()}
         for name, metric in self._frame_metrics.items():
-            if self.specs[name].needs_face_boxes:
+            spec = self.specs[name]
+            if spec.needs_face_boxes:
                 metric.update(gen, gt, window, window_boxes)
+            elif spec.needs_person_regions:
+                metric.update(gen, gt, window, masks[spec.region])
             else:
                 metric.update(gen, gt, window)
         if self._seam is not None:
@@ -358,10 +383,12 @@ class EvaluationHarness:
             run.next_vmae_window += 1
 
     def _finish_clip(self, clip_id: str, run: _ClipRun) -> ClipEvaluation:
-        frame_metrics = {}
+        frame_metrics, frames_without_region = {}, {}
         for name, metric in self._frame_metrics.items():
-            sums, counts = _compute(metric)[:2]
-            frame_metrics[name] = WindowSeries(sums=sums, counts=counts)
+            computed = _compute(metric)
+            frame_metrics[name] = WindowSeries(sums=computed[0], counts=computed[1])
+            if name in self._region_metrics:
+                frames_without_region[name] = computed[2]
         evaluation = ClipEvaluation(
             clip_id=clip_id,
             fps=float(self.protocol.fps),
@@ -370,6 +397,8 @@ class EvaluationHarness:
             vmae_window_frames=self.protocol.vmae_window_frames,
             frame_metrics=frame_metrics,
             frames_without_face=run.frames_without_face if self._wants_face_boxes else None,
+            frames_without_region=frames_without_region,
+            person_region=run.person_regions.source if self._region_metrics and run.person_regions is not None else None,
             vmae=_compute(self._vmae) if self._vmae is not None else None,
             seam=self._seam.compute() if self._seam is not None else None,
         )
@@ -442,6 +471,9 @@ class EvaluationHarness:
             row.extra["clips_without_value"] = len(clips) - len(values)
         if spec.needs_face_boxes:
             row.extra["frames_without_face"] = sum(ev.frames_without_face_in(horizon) for ev in clips)
+        if spec.needs_person_regions:
+            row.extra["frames_without_region"] = sum(ev.frames_without_region_in(name, horizon) for ev in clips)
+            row.extra["person_region"] = ", ".join(sorted({ev.person_region or "none" for ev in clips}))
         if not values:
             row.unavailable_reason = f"{spec.undefined_reason} ({horizon:g} s)"
         return row

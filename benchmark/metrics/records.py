@@ -62,6 +62,10 @@ class ClipEvaluation:
     vmae_window_frames: int
     frame_metrics: dict[str, WindowSeries] = field(default_factory=dict)
     frames_without_face: list[int] | None = None
+    # Per region metric, frames per window not scored because their region was empty or unknown.
+    frames_without_region: dict[str, list[int]] = field(default_factory=dict)
+    # Where the clip's person region came from ("masks" or "keypoints"); None: no region was given.
+    person_region: str | None = None
     vmae: list[float | None] | None = None
     seam: list[list[int]] | None = None
     # Samples per side that each horizon's pooled FID / FVD statistics received from this clip.
@@ -102,6 +106,9 @@ class ClipEvaluation:
 
     def frames_without_face_in(self, horizon_s: float) -> int:
         return sum((self.frames_without_face or [])[: self.num_windows(horizon_s)])
+
+    def frames_without_region_in(self, metric: str, horizon_s: float) -> int:
+        return sum(self.frames_without_region.get(metric, [])[: self.num_windows(horizon_s)])
 
     # ---- windows ----------------------------------------------------------------------------
     def window_value(self, metric: str, window: int) -> tuple[float | None, int]:

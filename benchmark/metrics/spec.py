@@ -26,6 +26,10 @@ FRAME_PAIRS = "frame_pairs"
 #: As :data:`FRAME_PAIRS`, plus the frame's ground-truth face box; frames without one are skipped
 #: and counted in ``ClipEvaluation.frames_without_face``.
 FACE_PAIRS = "face_pairs"
+#: As :data:`FRAME_PAIRS`, plus the frame's ground-truth region named by the spec's ``region``
+#: (:data:`PERSON` or :data:`BACKGROUND`, see :mod:`.regions`) as a boolean mask; frames whose region
+#: is empty or unknown are skipped and counted in ``ClipEvaluation.frames_without_region[name]``.
+REGION_PAIRS = "region_pairs"
 #: Consecutive frames and the chunk boundaries; exact integer change totals in ``ClipEvaluation.seam``.
 CHUNK_SEAMS = "chunk_seams"
 #: VideoMAE features of each aligned V-MAE window; one distance per window in ``ClipEvaluation.vmae``.
@@ -36,13 +40,19 @@ POOLED_FRAME_FEATURES = "pooled_frame_features"
 #: VideoMAE window features pooled over all clips (Fréchet distance), like :data:`POOLED_FRAME_FEATURES`.
 POOLED_VIDEOMAE_FEATURES = "pooled_videomae_features"
 
-FEEDS = (FRAME_PAIRS, FACE_PAIRS, CHUNK_SEAMS, VIDEOMAE_WINDOWS, POOLED_FRAME_FEATURES, POOLED_VIDEOMAE_FEATURES)
-PER_FRAME_FEEDS = (FRAME_PAIRS, FACE_PAIRS)
+FEEDS = (FRAME_PAIRS, FACE_PAIRS, REGION_PAIRS, CHUNK_SEAMS, VIDEOMAE_WINDOWS, POOLED_FRAME_FEATURES, POOLED_VIDEOMAE_FEATURES)
+PER_FRAME_FEEDS = (FRAME_PAIRS, FACE_PAIRS, REGION_PAIRS)
 POOLED_FEEDS = (POOLED_FRAME_FEATURES, POOLED_VIDEOMAE_FEATURES)
 # Feeds with per-1-second-window records, from which a drift curve can be drawn.
-WINDOWED_FEEDS = (FRAME_PAIRS, FACE_PAIRS, VIDEOMAE_WINDOWS)
+WINDOWED_FEEDS = (FRAME_PAIRS, FACE_PAIRS, REGION_PAIRS, VIDEOMAE_WINDOWS)
 # Feeds whose records have a single slot in ClipEvaluation (``seam``, ``vmae``): one metric each.
 SINGLE_SLOT_FEEDS = (CHUNK_SEAMS, VIDEOMAE_WINDOWS)
+
+# The two regions of a ground-truth frame a REGION_PAIRS metric scores: the person (the renderer's
+# exact mask, or the keypoint box on splits without masks) and the rest of the frame.
+PERSON = "person"
+BACKGROUND = "background"
+REGIONS = (PERSON, BACKGROUND)
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,8 @@ class MetricSpec:
     ``drift`` gives it a per-1-second-window curve; ``csv_column`` its leaderboard column in
     ``summary.csv`` (None: not in the CSV); ``decimals`` the digits every table prints;
     ``compare_by_default`` puts it in ``benchmark.compare``'s default columns; ``min_side`` is the
-    smallest frame side it can score; ``undefined_reason`` says why no clip has a value.
+    smallest frame side it can score; ``undefined_reason`` says why no clip has a value; ``region``
+    is the ground-truth region a :data:`REGION_PAIRS` metric scores (:data:`REGIONS`).
     """
 
     name: str
@@ -84,10 +95,13 @@ class MetricSpec:
     compare_by_default: bool = True
     min_side: int = 1
     undefined_reason: str = "no clip has a value"
+    region: str | None = None
 
     def __post_init__(self) -> None:
         if self.feed not in FEEDS:
             raise ValueError(f"metric {self.name!r}: unknown feed {self.feed!r}; choose from {', '.join(FEEDS)}")
+        if (self.feed == REGION_PAIRS) != (self.region is not None) or (self.region is not None and self.region not in REGIONS):
+            raise ValueError(f"metric {self.name!r}: a {REGION_PAIRS} metric names one region of {REGIONS} and no other feed names one, got feed {self.feed!r}, region {self.region!r}")
         if self.drift and self.feed not in WINDOWED_FEEDS:
             raise ValueError(f"metric {self.name!r}: feed {self.feed!r} keeps no per-window records, so it cannot have a drift curve")
         if self.feed == POOLED_FRAME_FEATURES and len(self.networks) != 1:
@@ -105,6 +119,10 @@ class MetricSpec:
     @property
     def needs_face_boxes(self) -> bool:
         return self.feed == FACE_PAIRS
+
+    @property
+    def needs_person_regions(self) -> bool:
+        return self.feed == REGION_PAIRS
 
     @property
     def needs_chunk_boundaries(self) -> bool:
@@ -129,6 +147,7 @@ class MetricSpec:
             "networks": list(self.networks),
             "drift": self.drift,
             "pooled": self.pooled,
+            **({"region": self.region} if self.region is not None else {}),
         }
 
 
@@ -191,10 +210,30 @@ def _identity(ctx: BuildContext):
     return IdentitySimilarity(ctx.num_windows, ctx.networks["arcface"])
 
 
+def _region_psnr(ctx: BuildContext):
+    from .regions import RegionPSNR
+
+    return RegionPSNR(ctx.num_windows, cap_db=ctx.protocol.psnr_cap_db)
+
+
+def _region_ssim(ctx: BuildContext):
+    from .regions import RegionSSIM
+
+    return RegionSSIM(ctx.num_windows)
+
+
 # The frame side below which SSIM's 11-tap Gaussian window does not fit (radius 5, frame.SSIM_RADIUS).
 SSIM_MIN_SIDE = 11
 
 _FACE_MISSING = "no frame within the horizon has a face box"
+_REGION_PSNR = "PSNR over the ground truth's {} pixels ({}), all channels, MAX 255, capped like psnr; frames where it is empty are skipped"
+_REGION_SSIM = (
+    "SSIM map with the Gaussian window restricted to the ground truth's {} pixels ({}; weights renormalised), "
+    "averaged over those pixels where the window fits in the frame, then channels; frames where it is empty are skipped"
+)
+_REGION_MISSING = "no frame within the horizon has {} pixels (or a known person region)"
+_PERSON_PIXELS = "the renderer's exact mask, else the keypoint box"
+_BACKGROUND_PIXELS = "outside the person region"
 
 # In leaderboard (CSV) order.
 METRICS: dict[str, MetricSpec] = {
@@ -246,6 +285,28 @@ METRICS: dict[str, MetricSpec] = {
             name="identity", label="identity", higher_is_better=True, feed=FACE_PAIRS, build=_identity, networks=("arcface",),
             description="ArcFace cosine similarity of face crops at the ground-truth face box",
             drift=True, csv_column="identity", decimals=4, compare_by_default=False, undefined_reason=_FACE_MISSING,
+        ),
+        MetricSpec(
+            name="background_psnr", label="background PSNR", unit="dB", higher_is_better=True, feed=REGION_PAIRS, build=_region_psnr,
+            region=BACKGROUND, description=_REGION_PSNR.format(BACKGROUND, _BACKGROUND_PIXELS),
+            drift=True, csv_column="background_psnr", decimals=2, compare_by_default=False, undefined_reason=_REGION_MISSING.format(BACKGROUND),
+        ),
+        MetricSpec(
+            name="background_ssim", label="background SSIM", higher_is_better=True, feed=REGION_PAIRS, build=_region_ssim,
+            region=BACKGROUND, description=_REGION_SSIM.format(BACKGROUND, _BACKGROUND_PIXELS),
+            drift=True, csv_column="background_ssim", decimals=4, compare_by_default=False, min_side=SSIM_MIN_SIDE,
+            undefined_reason=_REGION_MISSING.format(BACKGROUND),
+        ),
+        MetricSpec(
+            name="person_psnr", label="person PSNR", unit="dB", higher_is_better=True, feed=REGION_PAIRS, build=_region_psnr,
+            region=PERSON, description=_REGION_PSNR.format(PERSON, _PERSON_PIXELS),
+            drift=True, csv_column="person_psnr", decimals=2, compare_by_default=False, undefined_reason=_REGION_MISSING.format(PERSON),
+        ),
+        MetricSpec(
+            name="person_ssim", label="person SSIM", higher_is_better=True, feed=REGION_PAIRS, build=_region_ssim,
+            region=PERSON, description=_REGION_SSIM.format(PERSON, _PERSON_PIXELS),
+            drift=True, csv_column="person_ssim", decimals=4, compare_by_default=False, min_side=SSIM_MIN_SIDE,
+            undefined_reason=_REGION_MISSING.format(PERSON),
         ),
     )
 }

@@ -69,13 +69,10 @@ def synthetic_clip(clip_id: str, num_frames: int, width: int, height: int) -> tu
     t = np.arange(num_frames, dtype=np.float32)[:, None, None]
     channels = [127 + 90 * np.sin(xx / (7 + 3 * c) + yy / (11 + c) + phase[c] + t / (9 + c)) for c in range(3)]
     truth = np.stack(channels, -1)
-    side = max(8, min(width, height) // 4)
-    centre_x = (width / 2 + width / 4 * np.sin(np.arange(num_frames) / 13 + phase[0])).astype(int)
-    centre_y = (height / 2 + height / 5 * np.cos(np.arange(num_frames) / 17)).astype(int)
+    corners, side = _square_corners(phase[0], num_frames, width, height)
     boxes = np.full((num_frames, 4), np.nan)
     colour = rng.uniform(30, 220, 3)
-    for i in range(num_frames):
-        x0, y0 = centre_x[i] - side // 2, centre_y[i] - side // 2
+    for i, (x0, y0) in enumerate(corners):
         truth[i, max(y0, 0) : y0 + side, max(x0, 0) : x0 + side] = colour
         if i % 7 != 6:
             boxes[i] = (x0 - 0.5, y0 + 0.25, x0 + side + 0.5, y0 + side)
@@ -84,6 +81,31 @@ def synthetic_clip(clip_id: str, num_frames: int, width: int, height: int) -> tu
     generated = truth + noise + 25 * growth * np.array([1, -1, 0.5], np.float32)
     to_uint8 = lambda a: torch.from_numpy(np.clip(np.rint(a), 0, 255).astype(np.uint8))  # noqa: E731
     return to_uint8(generated), to_uint8(truth), boxes
+
+
+def _square_corners(phase: float, num_frames: int, width: int, height: int) -> tuple[list[tuple[int, int]], int]:
+    """Top-left corners (x, y) of :func:`synthetic_clip`'s moving square per frame, and its side."""
+    side = max(8, min(width, height) // 4)
+    centre_x = (width / 2 + width / 4 * np.sin(np.arange(num_frames) / 13 + phase)).astype(int)
+    centre_y = (height / 2 + height / 5 * np.cos(np.arange(num_frames) / 17)).astype(int)
+    return [(int(x) - side // 2, int(y) - side // 2) for x, y in zip(centre_x, centre_y)], side
+
+
+def synthetic_person_masks(clip_id: str, num_frames: int, width: int, height: int) -> np.ndarray:
+    """Exact person masks ``bool (T, H, W)`` of :func:`synthetic_clip`: its moving square (the "person")."""
+    phase = np.random.default_rng(clip_seed(clip_id)).uniform(0, 2 * np.pi, 3)[0]
+    corners, side = _square_corners(phase, num_frames, width, height)
+    masks = np.zeros((num_frames, height, width), dtype=bool)
+    for mask, (x0, y0) in zip(masks, corners):
+        mask[max(y0, 0) : y0 + side, max(x0, 0) : x0 + side] = True
+    return masks
+
+
+def synthetic_person_regions(clip_id: str, num_frames: int, width: int, height: int):
+    """:func:`synthetic_person_masks` as :class:`~.regions.PersonRegions`."""
+    from .regions import PersonRegions
+
+    return PersonRegions.from_masks(synthetic_person_masks(clip_id, num_frames, width, height))
 
 
 def batches(frames: torch.Tensor, size: int) -> Iterator[torch.Tensor]:

@@ -9,6 +9,10 @@ frames produce the same bytes and the same content hash.
 A clip is written into a hidden ``.<folder>.partial`` folder beside its final folder and renamed into
 place by :meth:`ClipWriter.finish`, which also checks that the five files agree (frame counts,
 sizes) and returns the manifest record. An interrupted or failed clip leaves nothing behind.
+
+A split with exact person masks (the synthetic renderer's) gets a sixth file per clip,
+``person_mask.npz``, written by :func:`write_person_masks` into the finished clip's folder and
+recorded in the manifest's ``person_masks`` record, not in the clip's record.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ClipError
-from ..files import check_clip_id, remove_inside, resolve_inside
+from ..files import check_clip_id, remove_inside, resolve_inside, sha256_file
 from ..video import VideoWriter
-from .manifest import CLIP_FILE_FIELDS, NUM_KEYPOINTS, ClipRecord, make_clip_record
+from .manifest import CLIP_FILE_FIELDS, NUM_KEYPOINTS, PERSON_MASK_KEY, ClipRecord, PersonMaskFile, make_clip_record
 
 CLIP_FILE_NAMES: dict[str, str] = {
     "video": "video.mkv",
@@ -47,6 +51,31 @@ def save_keypoints(path: str | Path, keypoints: np.ndarray, face_boxes: np.ndarr
             info.compress_type = zipfile.ZIP_STORED
             with archive.open(info, "w", force_zip64=True) as handle:
                 np.lib.format.write_array(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+
+
+PERSON_MASK_NAME = "person_mask.npz"
+
+
+def save_person_masks(path: str | Path, masks: np.ndarray) -> None:
+    """Write person masks ``bool (T, H, W)`` as the array ``person_mask`` of a deflated ``.npz`` with a
+    fixed entry timestamp (equal masks, equal bytes); it reads with ``np.load``."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or masks.dtype != bool:
+        raise ValueError(f"person masks must be bool (T, H, W), got {masks.dtype} {masks.shape}")
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo(f"{PERSON_MASK_KEY}.npy", date_time=ZIP_EPOCH)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=True) as handle:
+            np.lib.format.write_array(handle, np.ascontiguousarray(masks), allow_pickle=False)
+
+
+def write_person_masks(root: str | Path, folder: str, clip_id: str, masks: np.ndarray) -> PersonMaskFile:
+    """Write a finished clip's person masks into its folder (beside the five clip files, outside its
+    record) and return the entry for the manifest's ``person_masks`` record."""
+    relative = f"{folder}/{PERSON_MASK_NAME}"
+    path = resolve_inside(Path(root), relative, clip_id, PERSON_MASK_KEY)
+    save_person_masks(path, masks)
+    return PersonMaskFile(relative, sha256_file(path))
 
 
 def save_reference(path: str | Path, frame: np.ndarray) -> None:

@@ -13,6 +13,13 @@ A split folder holds ``manifest.json`` and, per clip, five files named in the ma
 Every file's sha256 is in the manifest; the content hash covers the whole clip table, so any change
 to any file or field gives a different split hash, and nothing else does.
 
+A split may also carry exact per-frame person masks (the synthetic renderer writes them): one
+``.npz`` per clip holding ``person_mask`` bool ``(T, H, W)``, listed with its sha256 in the manifest's
+``person_masks`` record (:class:`PersonMasks`). The record sits beside the clip table, outside the
+content hash, so adding masks to a split leaves its hash, and every result that cites it, unchanged;
+the masks are still verified: each file's sha256 on every full verification and on every load
+(:meth:`Split.load_person_masks`). Splits without the record load as before.
+
 This module is the bottom of ``benchmark.splits``: every other module of the package (the registry,
 the synthetic renderer, the builder, the Hugging Face export, the CLI) imports it, and it imports none
 of them, so a split can be read and checked without the code that made it.
@@ -21,6 +28,7 @@ of them, so a split can be read and checked without the code that made it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import re
@@ -50,6 +58,7 @@ LEFT_HAND = slice(91, 112)
 RIGHT_HAND = slice(112, 133)
 
 CLIP_FILE_FIELDS = ("video", "pose_video", "face_video", "keypoints", "reference")
+PERSON_MASK_KEY = "person_mask"
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,30 @@ class ClipRecord:
 
 
 @dataclass(frozen=True)
+class PersonMaskFile:
+    """One clip's person-mask file, relative to the split folder, and its sha256."""
+
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PersonMasks:
+    """The manifest's ``person_masks`` record: how the masks were made and each clip's file."""
+
+    rule: str
+    clips: dict[str, PersonMaskFile]
+
+    def to_json(self) -> dict:
+        return {"rule": self.rule, "clips": {clip_id: asdict(entry) for clip_id, entry in sorted(self.clips.items())}}
+
+    @property
+    def hash(self) -> str:
+        """Short hash of the record (rule, files, sha256s): which masks a result was scored with."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class Split:
     name: str
     version: str
@@ -95,10 +128,17 @@ class Split:
     content_hash: str
     keypoint_layout: str = KEYPOINT_LAYOUT
     description: str = ""
+    person_masks: PersonMasks | None = None
 
     def path(self, clip: ClipRecord, field_name: str) -> Path:
         """The file a clip's field names, checked to lie inside the split folder."""
         return resolve_inside(self.root, getattr(clip, field_name), clip.id, field_name)
+
+    def person_mask_path(self, clip: ClipRecord) -> Path:
+        """The clip's person-mask file (the split must have masks), checked to lie inside the folder."""
+        if self.person_masks is None:
+            raise ClipError(clip.id, self.root / MANIFEST_NAME, "the split has no person masks")
+        return resolve_inside(self.root, self.person_masks.clips[clip.id].file, clip.id, PERSON_MASK_KEY)
 
     def clip(self, clip_id: str) -> ClipRecord:
         for clip in self.clips:
@@ -137,6 +177,29 @@ class Split:
         if face_boxes.shape != (clip.num_frames, 4):
             raise ClipError(clip.id, path, f"face_boxes shape {face_boxes.shape}, expected ({clip.num_frames}, 4)")
         return keypoints, face_boxes
+
+    def load_person_masks(self, clip: ClipRecord) -> np.ndarray | None:
+        """``bool (T, H, W)`` person masks of a clip, or None for a split without masks. The file's
+        sha256 is checked against the manifest's ``person_masks`` record on every load."""
+        if self.person_masks is None:
+            return None
+        path = self.person_mask_path(clip)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ClipError(clip.id, path, "person mask file does not exist") from exc
+        except OSError as exc:
+            raise ClipError(clip.id, path, f"unreadable person mask file: {exc}") from exc
+        if hashlib.sha256(data).hexdigest() != self.person_masks.clips[clip.id].sha256:
+            raise ClipError(clip.id, path, "sha256 differs from the manifest's person_masks record (mask file changed or corrupt)")
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                masks = np.asarray(archive[PERSON_MASK_KEY])
+        except (KeyError, ValueError, OSError) as exc:
+            raise ClipError(clip.id, path, f"unreadable person mask file: {exc}") from exc
+        if masks.dtype != bool or masks.shape != (clip.num_frames, self.height, self.width):
+            raise ClipError(clip.id, path, f"person masks are {masks.dtype} {masks.shape}, expected bool ({clip.num_frames}, {self.height}, {self.width})")
+        return masks
 
     def load_reference(self, clip: ClipRecord) -> torch.Tensor:
         """The reference frame as ``uint8 (H, W, 3)``."""
@@ -178,8 +241,10 @@ def write_manifest(
     face_size: int,
     clips: list[ClipRecord],
     description: str = "",
+    person_masks: PersonMasks | None = None,
 ) -> Path:
-    """Write ``manifest.json`` atomically and return its path."""
+    """Write ``manifest.json`` atomically and return its path; ``person_masks`` (every clip's mask
+    file) is written beside the clip table, outside the content hash."""
     meta = _meta(name, version, fps, width, height, face_size, KEYPOINT_LAYOUT)
     document = {
         "format": MANIFEST_FORMAT,
@@ -189,6 +254,11 @@ def write_manifest(
         "content_hash": content_hash(clips, meta),
         "clips": [asdict(c) for c in clips],
     }
+    if person_masks is not None:
+        missing = sorted({c.id for c in clips} ^ set(person_masks.clips))
+        if missing:
+            raise ManifestError(f"person masks must list exactly the split's clips; they differ in {missing}")
+        document["person_masks"] = person_masks.to_json()
     path = Path(root) / MANIFEST_NAME
     atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True))
     return path
@@ -311,6 +381,28 @@ def _read_manifest(root: Path) -> tuple[dict, list[ClipRecord], Path]:
     return document, clips, path
 
 
+def parse_person_masks(raw: object, clips: list[ClipRecord], path: str | Path) -> PersonMasks | None:
+    """The manifest's optional ``person_masks`` record, type-checked: a rule, and for every clip of
+    the split (no other) a relative file path and a sha256."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"rule", "clips"} or not isinstance(raw["rule"], str) or not isinstance(raw["clips"], dict):
+        raise ManifestError(f"{path}: 'person_masks' must be an object {{\"rule\": text, \"clips\": {{clip id: {{\"file\", \"sha256\"}}}}}}")
+    ids = {clip.id for clip in clips}
+    if set(raw["clips"]) != ids:
+        raise ManifestError(f"{path}: 'person_masks' must list exactly the split's clips; they differ in {sorted(ids ^ set(raw['clips']))}")
+    entries = {}
+    for clip_id, entry in raw["clips"].items():
+        if not isinstance(entry, dict) or set(entry) != {"file", "sha256"}:
+            raise ClipError(clip_id, path, "person_masks entry must be an object with 'file' and 'sha256'")
+        for name, spec in (("file", _STRING), ("sha256", _SHA256)):
+            problem = _check_type(entry[name], spec, f"person_masks.{name}")
+            if problem:
+                raise ClipError(clip_id, path, problem)
+        entries[clip_id] = PersonMaskFile(entry["file"], entry["sha256"])
+    return PersonMasks(raw["rule"], entries)
+
+
 # ---- loading and verification ----------------------------------------------------------------
 
 VERIFY_MODES = ("auto", "full", "none")
@@ -350,6 +442,7 @@ def load_split(root: str | Path, verify: str = "auto") -> Split:
         clips=tuple(clips),
         content_hash=document["content_hash"],
         description=document.get("description", ""),
+        person_masks=parse_person_masks(document.get("person_masks"), clips, path),
     )
     for clip in clips:
         check_clip_structure(split, clip)
@@ -374,12 +467,17 @@ def check_clip_structure(split: Split, clip: ClipRecord) -> None:
         raise ClipError(clip.id, manifest, f"resolution {clip.width}x{clip.height} differs from the split's {split.width}x{split.height}")
     if clip.reference_frame != 0:
         raise ClipError(clip.id, manifest, "the reference must be frame 0 of the ground truth")
-    for name in CLIP_FILE_FIELDS:
-        file_path = split.path(clip, name)
+    for file_path in _clip_files(split, clip):
         if not file_path.exists():
             raise ClipError(clip.id, file_path, "file does not exist")
         if not file_path.is_file():
             raise ClipError(clip.id, file_path, "not a regular file")
+
+
+def _clip_files(split: Split, clip: ClipRecord) -> list[Path]:
+    """Every file of a clip: its five clip files, then its person-mask file if the split has masks."""
+    files = [split.path(clip, name) for name in CLIP_FILE_FIELDS]
+    return files + ([split.person_mask_path(clip)] if split.person_masks is not None else [])
 
 
 def verify_clip_content(split: Split, clip: ClipRecord) -> None:
@@ -400,6 +498,7 @@ def verify_clip_content(split: Split, clip: ClipRecord) -> None:
         if abs(info.fps - split.fps) > 1e-3:
             raise ClipError(clip.id, info.path, f"fps {info.fps:g}, expected {split.fps}")
     split.load_keypoints(clip)
+    split.load_person_masks(clip)
     reference = split.load_reference(clip)
     first = read_frames(split.path(clip, "video"), 0, 1, clip_id=clip.id)[0]
     if not torch.equal(reference, first):
@@ -413,6 +512,9 @@ def _file_stats(split: Split) -> dict[str, list[int]]:
         for name in CLIP_FILE_FIELDS:
             info = split.path(clip, name).stat()
             stats[f"{clip.id}/{name}"] = [info.st_size, info.st_mtime_ns]
+        if split.person_masks is not None:
+            info = split.person_mask_path(clip).stat()
+            stats[f"{clip.id}/{PERSON_MASK_KEY}"] = [info.st_size, info.st_mtime_ns]
     return stats
 
 
@@ -426,11 +528,27 @@ def _verification_holds(split: Split, stats: dict[str, list[int]]) -> bool:
         record = json.loads(_verification_path(split.root).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(record, dict) and record.get("root") == str(split.root.resolve()) and record.get("content_hash") == split.content_hash and record.get("files") == stats
+    return (
+        isinstance(record, dict)
+        and record.get("root") == str(split.root.resolve())
+        and record.get("content_hash") == split.content_hash
+        and record.get("person_masks_hash") == _person_masks_hash(split)
+        and record.get("files") == stats
+    )
+
+
+def _person_masks_hash(split: Split) -> str | None:
+    return split.person_masks.hash if split.person_masks is not None else None
 
 
 def _record_verification(split: Split, stats: dict[str, list[int]]) -> None:
-    record = {"root": str(split.root.resolve()), "content_hash": split.content_hash, "files": stats, "verified_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record = {
+        "root": str(split.root.resolve()),
+        "content_hash": split.content_hash,
+        "person_masks_hash": _person_masks_hash(split),
+        "files": stats,
+        "verified_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     try:
         atomic_write_text(_verification_path(split.root), json.dumps(record))
     except OSError:

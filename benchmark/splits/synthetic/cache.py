@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from ...errors import ManifestError
 from ...files import cache_root
-from ..clip_files import write_clip
-from ..manifest import MANIFEST_NAME, Split, load_split, write_manifest
-from .render import render_clip
+from ..clip_files import write_clip, write_person_masks
+from ..manifest import MANIFEST_NAME, PersonMasks, Split, load_split, write_manifest
+from .render import PERSON_MASK_RULE, render_clip
 from .spec import SPLITS, SyntheticSpec
 
 LICENSE = "CC0-1.0 (procedurally generated)"
@@ -70,27 +70,35 @@ def ensure_split(name: str, cache_dir: str | Path | None = None, limit: int | No
 
 def render_split(spec: SyntheticSpec, folder: Path) -> None:
     """Render every clip of ``spec`` into a temporary folder beside ``folder`` and rename it into
-    place, so a cached split is never half-written; a concurrent renderer that finished first wins."""
+    place, so a cached split is never half-written; a concurrent renderer that finished first wins.
+
+    Each clip's exact person masks go beside its five files, recorded in the manifest's
+    ``person_masks`` (outside the content hash: the split's hash is that of its frames and fields)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     source = f"synthetic renderer v{spec.version}"
     try:
-        records = []
+        records, masks = [], {}
         with tqdm(total=spec.num_clips * spec.num_frames, desc=f"rendering {spec.name}", unit="frame") as bar:
             for index in range(spec.num_clips):
                 clip = render_clip(spec, index, progress=bar.update)
+                folder_name, clip_id = f"clip{index:03d}", spec.clip_id(index)
                 records.append(
                     write_clip(
-                        tmp, f"clip{index:03d}", spec.clip_id(index), fps=spec.fps,
+                        tmp, folder_name, clip_id, fps=spec.fps,
                         video=clip.rgb, pose_video=clip.pose, face_video=clip.face, keypoints=clip.keypoints, face_boxes=clip.face_boxes,
                         source=f"{source}, seed {spec.seed(index)}", license=LICENSE,
                     )  # fmt: skip
                 )
+                masks[clip_id] = write_person_masks(tmp, folder_name, clip_id, clip.person_mask)
         description = (
             f"Procedurally rendered dance clips ({source}, rendered by renderer source {renderer_hash()}), "
             f"{spec.num_clips} x {spec.num_frames} frames, seeds {spec.seed_offset}-{spec.seed_offset + spec.num_clips - 1}"
         )
-        write_manifest(tmp, spec.name, spec.version, spec.fps, spec.width, spec.height, spec.face_size, records, description=description)
+        write_manifest(
+            tmp, spec.name, spec.version, spec.fps, spec.width, spec.height, spec.face_size, records,
+            description=description, person_masks=PersonMasks(PERSON_MASK_RULE, masks),
+        )  # fmt: skip
         try:
             os.rename(tmp, folder)
         except OSError:

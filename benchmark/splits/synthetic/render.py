@@ -1,6 +1,7 @@
 """Rendering: the character's parts as distance fields evaluated on the supersampled pixel grid,
 vectorised over batches of frames, composited over the room back to front by depth, then
-area-downsampled; and the pose-control and face-crop videos drawn from the exact keypoints.
+area-downsampled; the exact person mask from the same layers; and the pose-control and face-crop
+videos drawn from the exact keypoints.
 
 :func:`render_clip` is the whole clip. :func:`resample_psnr` measures how much of it a codec of a
 given spatial compression can keep (the bound in the package docstring).
@@ -30,6 +31,13 @@ BODY_EDGE = 1.5
 # Colours are pulled towards mid-grey by this factor: a soft, evenly lit look whose edges cost less
 # at 4x downsampling (the error of an edge grows with the square of its contrast).
 CONTRAST = 0.75
+# A frame pixel belongs to the person when the character covers at least this fraction of it.
+PERSON_COVERAGE = 0.5
+PERSON_MASK_RULE = (
+    f"exact, from the renderer's layers: a pixel is the person's when the character (every body part; not its floor shadow) "
+    f"covers at least {PERSON_COVERAGE:g} of it, coverage = 1 - the product of the parts' transmittances, averaged over the "
+    f"{SUPERSAMPLE}x{SUPERSAMPLE} supersamples"
+)
 
 _LIGHT = normalise(np.array([-0.45, 0.55, 0.7])).astype(np.float32)
 
@@ -42,6 +50,7 @@ class _Layer:
     keep: np.ndarray  # float32 (B, h, w, 1): 1 - coverage
     paint: np.ndarray  # float32 (B, h, w, 3): colour * coverage
     depth: np.ndarray  # (B,): larger is nearer the camera
+    character: bool = True  # part of the person (False: the shadow it casts on the floor)
 
 
 class _Window:
@@ -59,9 +68,9 @@ class _Window:
         self.x = ((col[:, None] + np.arange(w)[None] + 0.5) / ss - 0.5)[:, None, :].astype(np.float32)
         self.y = ((row[:, None] + np.arange(h)[None] + 0.5) / ss - 0.5)[:, :, None].astype(np.float32)
 
-    def layer(self, coverage: np.ndarray, colour: np.ndarray, depth: np.ndarray) -> _Layer:
+    def layer(self, coverage: np.ndarray, colour: np.ndarray, depth: np.ndarray, character: bool = True) -> _Layer:
         coverage = np.broadcast_to(coverage, (len(self.origin), self.y.shape[1], self.x.shape[2]))[..., None].astype(np.float32)
-        return _Layer(self.origin, 1 - coverage, (colour * coverage).astype(np.float32), depth)
+        return _Layer(self.origin, 1 - coverage, (colour * coverage).astype(np.float32), depth, character)
 
 
 def _column(v: np.ndarray) -> np.ndarray:
@@ -231,7 +240,7 @@ def _shadow_layer(rig: Rig, look: Look, sl: slice, pad: int, canvas: tuple[int, 
     floor = np.full_like(x, look.floor_y - 0.5)
     window = _Window(x - rx - 1, x + rx + 1, floor - ry - 1, floor + ry + 1, pad, canvas)
     distance = (np.hypot((window.x - _column(x)) / rx, (window.y - _column(floor)) / ry) - 1) * ry
-    return window.layer(0.35 * soft_edge(distance, 2.0), np.zeros(3, np.float32), np.full(len(x), -np.inf))
+    return window.layer(0.35 * soft_edge(distance, 2.0), np.zeros(3, np.float32), np.full(len(x), -np.inf), character=False)
 
 
 def _layers(rig: Rig, look: Look, sl: slice, pad: int, canvas: tuple[int, int]) -> list[_Layer]:
@@ -277,20 +286,24 @@ def _layers(rig: Rig, look: Look, sl: slice, pad: int, canvas: tuple[int, int]) 
     return layers
 
 
-def _render(rig: Rig, look: Look, room: np.ndarray, spec: SyntheticSpec, progress: Callable[[int], None] | None) -> np.ndarray:
-    """Composite the character over the room, back to front per frame, and area-downsample."""
+def _render(rig: Rig, look: Look, room: np.ndarray, spec: SyntheticSpec, progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Composite the character over the room, back to front per frame, and area-downsample: the
+    frames ``uint8 (T, H, W, 3)`` and the person masks ``bool (T, H, W)`` (:data:`PERSON_MASK_RULE`)."""
     ss = SUPERSAMPLE
     pad = 2 * ss  # windows are clipped to the canvas, so parts beyond the frame need no room
     padded = np.pad(room, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
     canvas_shape = padded.shape[:2]
     frames = len(rig.yaw)
     out = np.empty((frames, spec.height, spec.width, 3), dtype=np.uint8)
+    person = np.empty((frames, spec.height, spec.width), dtype=bool)
     for start in range(0, frames, BATCH_FRAMES):
         sl = slice(start, min(frames, start + BATCH_FRAMES))
         count = sl.stop - sl.start
         layers = _layers(rig, look, sl, pad, canvas_shape)
         order = np.argsort(np.stack([layer.depth for layer in layers], 1), axis=1, kind="stable")
         canvas = np.repeat(padded[None], count, axis=0)
+        # What the character's parts let through, per supersample: their coverages compose to 1 minus it.
+        clear = np.ones((count, *canvas_shape), dtype=np.float32)
         for b in range(count):
             frame = canvas[b]
             for index in order[b]:
@@ -300,19 +313,32 @@ def _render(rig: Rig, look: Look, room: np.ndarray, spec: SyntheticSpec, progres
                 region = frame[row : row + h, col : col + w]
                 region *= layer.keep[b]
                 region += layer.paint[b]
+                if layer.character:
+                    clear[b, row : row + h, col : col + w] *= layer.keep[b, ..., 0]
         visible = canvas[:, pad : pad + spec.height * ss, pad : pad + spec.width * ss]
         small = sum(visible[:, i::ss, j::ss] for i in range(ss) for j in range(ss)) / ss**2
         small = 0.5 + CONTRAST * (small - 0.5)
         out[sl] = np.clip(np.round(small * 255), 0, 255).astype(np.uint8)
+        person[sl] = person_from_transmittance(clear[:, pad : pad + spec.height * ss, pad : pad + spec.width * ss], ss)
         if progress is not None:
             progress(count)
-    return out
+    return out, person
+
+
+def person_from_transmittance(clear: np.ndarray, supersample: int) -> np.ndarray:
+    """Person masks ``bool (B, H, W)`` from the character's transmittance ``(B, H * s, W * s)`` on the
+    supersampled grid: a pixel is the person's when its mean coverage (1 - transmittance) over its
+    ``s x s`` supersamples is at least :data:`PERSON_COVERAGE`."""
+    count, rows, columns = clear.shape
+    blocks = clear.reshape(count, rows // supersample, supersample, columns // supersample, supersample)
+    return 1 - blocks.mean(axis=(2, 4)) >= PERSON_COVERAGE
 
 
 @dataclass
 class RenderedClip:
     """Every array of one clip. ``yaw`` is the body's turn in radians (0 = facing the camera,
-    pi = back to it, unwrapped); ``background`` is the room without the character."""
+    pi = back to it, unwrapped); ``background`` is the room without the character; ``person_mask``
+    the character's pixels (:data:`PERSON_MASK_RULE`)."""
 
     rgb: np.ndarray  # uint8 (T, H, W, 3)
     pose: np.ndarray  # uint8 (T, H, W, 3)
@@ -321,6 +347,7 @@ class RenderedClip:
     face_boxes: np.ndarray  # float32 (T, 4)
     yaw: np.ndarray  # float32 (T,)
     background: np.ndarray  # uint8 (H, W, 3)
+    person_mask: np.ndarray  # bool (T, H, W)
 
 
 def render_clip(spec: SyntheticSpec, index: int, progress: Callable[[int], None] | None = None) -> RenderedClip:
@@ -328,7 +355,7 @@ def render_clip(spec: SyntheticSpec, index: int, progress: Callable[[int], None]
     rounding in numpy. ``progress`` is called with the number of frames done after each batch."""
     streams, look, rig = prepare(spec, index)
     room = make_room(streams["room"], spec, look)
-    rgb = _render(rig, look, room, spec, progress)
+    rgb, person_mask = _render(rig, look, room, spec, progress)
     boxes = face_boxes_from_keypoints(rig.keypoints)
     ss = SUPERSAMPLE
     background = np.clip(np.round((0.5 + CONTRAST * (room.reshape(spec.height, ss, spec.width, ss, 3).mean((1, 3)) - 0.5)) * 255), 0, 255).astype(np.uint8)
@@ -340,6 +367,7 @@ def render_clip(spec: SyntheticSpec, index: int, progress: Callable[[int], None]
         face_boxes=boxes,
         yaw=rig.yaw.astype(np.float32),
         background=background,
+        person_mask=person_mask,
     )
 
 
