@@ -22,8 +22,10 @@ from benchmark.protocol import DEFAULT_HORIZONS_S, Protocol
 from benchmark.results import csv_columns, csv_metric_columns
 
 SCHEMA_VERSION = "1.1"
-# 1.1 added the region metrics' columns (background_psnr, background_ssim, person_psnr, person_ssim
-# and their standard errors).
+#: Metric columns (with their standard errors) that schema 1.1 added to 1.0: the region metrics. A 1.0
+#: file is read with these cells ``unavailable``, since nothing measured them.
+ADDED_IN_1_1 = ("background_psnr", "background_ssim", "person_psnr", "person_ssim")
+READABLE_VERSIONS = ("1.0", SCHEMA_VERSION)
 
 #: The literal for a value that was not measured or is not known. An empty cell is an error.
 UNAVAILABLE = "unavailable"
@@ -77,6 +79,11 @@ def stderr_columns() -> tuple[str, ...]:
 def columns() -> tuple[str, ...]:
     """Every column of schema :data:`SCHEMA_VERSION`, in the order ``submit`` writes them."""
     return csv_columns() + stderr_columns() + PROTOCOL_COLUMNS + LEADERBOARD_COLUMNS
+
+
+def columns_1_0() -> tuple[str, ...]:
+    """The columns of schema 1.0: those of :func:`columns` without :data:`ADDED_IN_1_1`."""
+    return tuple(c for c in columns() if c.removesuffix(STDERR_SUFFIX) not in ADDED_IN_1_1)
 
 
 def column_metric(column: str) -> MetricSpec:
@@ -257,7 +264,9 @@ def read_table(path: str | Path) -> Table:
     except csv.Error as exc:
         raise MalformedFile(f"not a valid CSV (near line {reader.line_num}): {exc}") from None
     header = records[0]
-    check_header(header)
+    older = sorted(header) == sorted(columns_1_0())
+    if not older:
+        check_header(header)
     rows, numbers, ragged = [], [], []
     for index, record in enumerate(records[1:], start=2):
         if not record:
@@ -265,9 +274,12 @@ def read_table(path: str | Path) -> Table:
         if len(record) != len(header):
             ragged.append((index, len(record)))
             continue
-        rows.append(dict(zip(header, record)))
+        row = dict(zip(header, record))
+        if older:
+            row.update(dict.fromkeys((c for c in columns() if c not in row), UNAVAILABLE))
+        rows.append(row)
         numbers.append(index)
-    return Table(str(path), header, rows, numbers, ragged)
+    return Table(str(path), list(columns()) if older else header, rows, numbers, ragged)
 
 
 def check_header(header: list[str]) -> None:

@@ -31,6 +31,7 @@ from .schema import (
     KEY_COLUMNS,
     METRIC_RANGES,
     NONE,
+    READABLE_VERSIONS,
     REPORTED,
     REPORTED_SPLITS,
     SCHEMA_VERSION,
@@ -134,8 +135,8 @@ def check_row(row: dict[str, str], known: KnownSplits) -> list[tuple[str | None,
         source = None
     reported = source == REPORTED
     version = cell("schema_version")
-    if version is not None and version != SCHEMA_VERSION:
-        fail("schema_version", f"{quote(version)}: this validator reads schema {SCHEMA_VERSION}")
+    if version is not None and version not in READABLE_VERSIONS:
+        fail("schema_version", f"{quote(version)}: this validator reads schema {' and '.join(READABLE_VERSIONS)}")
     for column in ID_COLUMNS:
         text = cell(column)
         if text is not None and not is_safe_clip_id(text):

@@ -228,6 +228,27 @@ def test_cli_prints_one_line_per_problem_and_exits_2(board, tiny_split_dir, tmp_
     ]
 
 
+def test_a_schema_1_0_file_reads_with_its_region_cells_unavailable(board, known, tmp_path):
+    from leaderboards.schema import columns_1_0, read_table
+
+    rows = [{c: v for c, v in row.items() if c in columns_1_0()} | {"schema_version": "1.0"} for row in read_rows(board)]
+    path = write_rows(tmp_path / "v1_0.csv", rows, header=list(columns_1_0()))
+    tables, problems = validate.validate_files([path], known)
+    assert problems == []
+    table = read_table(path)
+    assert table.header == list(columns())
+    assert {row[f"{c}{s}"] for row in table.rows for c in REGION_COLUMNS for s in ("", "_se")} == {"unavailable"}
+    assert all(row["psnr"] == original["psnr"] for row, original in zip(table.rows, read_rows(board)))
+
+    rows[0]["schema_version"] = "0.9"
+    assert [p.message for p in validate.validate_files([write_rows(tmp_path / "v0_9.csv", rows, header=list(columns_1_0()))], known)[1]] == [
+        "'0.9': this validator reads schema 1.0 and 1.1"
+    ]
+    partly = [{c: v for c, v in row.items() if c != "person_psnr"} for row in read_rows(board)]
+    with pytest.raises(Exception, match="missing columns person_psnr"):
+        read_table(write_rows(tmp_path / "partly.csv", partly, header=[c for c in columns() if c != "person_psnr"]))
+
+
 def test_negative_numbers_in_numeric_columns_are_numbers(board, known, tmp_path):
     rows = read_rows(board)
     rows[1]["ssim"], rows[2]["ssim"] = "-0.25", "-1e-3"
