@@ -50,6 +50,16 @@ MAE = MetricSpec(
 )
 
 
+@pytest.fixture(autouse=True)
+def registry_order():
+    """A metric removed and put back by ``monkeypatch`` returns at the end of the registry; restore
+    the registry's own order (the CSV columns and every listing follow it) after each test."""
+    saved = list(METRICS.items())
+    yield
+    METRICS.clear()
+    METRICS.update(saved)
+
+
 @pytest.fixture
 def with_mae(monkeypatch):
     monkeypatch.setitem(METRICS, "mae", MAE)
