@@ -203,6 +203,8 @@ class RegionPSNR(RegionFrameMetric):
         self.cap_db = cap_db
 
     def frame_scores(self, generated: torch.Tensor, ground_truth: torch.Tensor, masks: torch.Tensor) -> list[float]:
+        if not bool(masks.any()):
+            return [math.nan] * len(generated)
         totals, values = region_squared_errors(generated, ground_truth, masks)
         return [psnr_from_sse(sse, count, self.cap_db) if count else math.nan for sse, count in zip(totals, values)]
 
@@ -259,9 +261,14 @@ class RegionSSIM(RegionFrameMetric):
     (:func:`region_ssim_per_frame`), on RGB in ``[0, 1]``."""
 
     def frame_scores(self, generated: torch.Tensor, ground_truth: torch.Tensor, masks: torch.Tensor) -> list[float]:
-        scores: list[float] = []
-        for start in range(0, len(generated), PIXEL_CHUNK_FRAMES):
-            chunk = slice(start, start + PIXEL_CHUNK_FRAMES)
-            gen, gt = to_unit_float(generated[chunk], torch.float64), to_unit_float(ground_truth[chunk], torch.float64)
-            scores += region_ssim_per_frame(gen, gt, masks[chunk]).tolist()
+        # Frames with no region pixel where the window fits score NaN without being filtered: on a
+        # split without regions, or for a frame the person leaves, they cost nothing.
+        inside = masks[:, SSIM_RADIUS : masks.shape[1] - SSIM_RADIUS, SSIM_RADIUS : masks.shape[2] - SSIM_RADIUS]
+        scored = torch.nonzero(inside.flatten(1).any(dim=1)).flatten().tolist()
+        scores = [math.nan] * len(generated)
+        for start in range(0, len(scored), PIXEL_CHUNK_FRAMES):
+            rows = scored[start : start + PIXEL_CHUNK_FRAMES]
+            gen, gt = to_unit_float(generated[rows], torch.float64), to_unit_float(ground_truth[rows], torch.float64)
+            for row, score in zip(rows, region_ssim_per_frame(gen, gt, masks[rows]).tolist()):
+                scores[row] = score
         return scores
