@@ -134,6 +134,24 @@ def test_ssim_matches_scikit_image_on_480p_photographs(photo_pairs_480p):
     assert abs(sums[0] / counts[0] - math.fsum(expected) / len(expected)) <= SSIM_AGREEMENT
 
 
+def test_small_frames_filtered_in_one_block_per_axis_match_scikit_image(clip, monkeypatch):
+    """Frames up to SSIM_WHOLE_AXIS_MAX + 10 pixels per side take the one-block filter; it gives what
+    the 32-output blocks give, and scikit-image's SSIM within the same 1e-12."""
+    import benchmark.metrics.frame as frame
+
+    generated, truth, _ = clip
+    photo = torch.from_numpy(data.astronaut()[100:228, 150:246].copy())
+    noisy = torch.from_numpy(np.clip(photo.numpy().astype(int) + np.random.default_rng(1).integers(-30, 30, photo.shape), 0, 255).astype(np.uint8))
+    assert frame.ssim_band(96, 64).shape[1] == 86 and frame.ssim_band(480, 832).shape[1] == frame.SSIM_FILTER_BLOCK
+    for a, b in [(generated, truth), (noisy[None], photo[None])]:
+        ours = ssim_per_frame(to_unit_float(a, torch.float64), to_unit_float(b, torch.float64))
+        for i in range(len(a)):
+            assert abs(float(ours[i]) - _skimage_ssim(a[i], b[i])) <= SSIM_AGREEMENT
+        monkeypatch.setattr(frame, "SSIM_WHOLE_AXIS_MAX", 0)
+        assert torch.equal(ssim_per_frame(to_unit_float(a, torch.float64), to_unit_float(b, torch.float64)), ours)
+        monkeypatch.undo()
+
+
 def test_ssim_of_identical_frames_is_one(clip):
     _, truth, _ = clip
     assert torch.allclose(ssim_per_frame(to_unit_float(truth), to_unit_float(truth)), torch.ones(len(truth), dtype=torch.float64), atol=1e-6)

@@ -28,16 +28,14 @@ from ..pose import face_box_pixels
 from ..splits.manifest import BODY, NUM_KEYPOINTS
 from .frame import (
     PIXEL_CHUNK_FRAMES,
-    SSIM_FILTER_BLOCK,
     SSIM_K1,
     SSIM_K2,
     SSIM_RADIUS,
     WindowedFrameMetric,
-    _band_matrix,
     filter_valid,
-    gaussian_window,
     padded_maps,
     psnr_from_sse,
+    ssim_band,
 )
 from .pixels import to_unit_float
 from .spec import BACKGROUND, PERSON
@@ -226,7 +224,7 @@ def region_ssim_per_frame(x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor,
         raise ValueError(f"SSIM needs frames of at least {2 * SSIM_RADIUS + 1} pixels per side, got {(height, width)}")
     if frames == 0:
         return torch.zeros(0, dtype=torch.float64, device=x.device)
-    band = _band_matrix(gaussian_window(dtype=torch.float64).to(x.device), SSIM_FILTER_BLOCK)
+    band = ssim_band(height, width, x.device)
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     weight = masks.to(torch.float64)
     weights = padded_maps(frames, 1, height, width, band)
