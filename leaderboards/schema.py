@@ -235,6 +235,7 @@ class Table:
     rows: list[dict[str, str]]
     numbers: list[int]
     ragged: list[tuple[int, int]]  # (row number, cells)
+    schema_version: str = SCHEMA_VERSION  # the version the header is: "1.0" for a header without ADDED_IN_1_1
 
 
 def read_table(path: str | Path) -> Table:
@@ -279,7 +280,7 @@ def read_table(path: str | Path) -> Table:
             row.update(dict.fromkeys((c for c in columns() if c not in row), UNAVAILABLE))
         rows.append(row)
         numbers.append(index)
-    return Table(str(path), list(columns()) if older else header, rows, numbers, ragged)
+    return Table(str(path), list(columns()) if older else header, rows, numbers, ragged, "1.0" if older else SCHEMA_VERSION)
 
 
 def check_header(header: list[str]) -> None:

@@ -306,6 +306,9 @@ def check_tables(tables: list[Table], known: KnownSplits) -> list[Problem]:
             problems.append(Problem(table.path, None, None, "no rows after the header"))
         for number, row in zip(table.numbers, table.rows):
             problems.extend(Problem(table.path, number, column, message) for column, message in check_row(row, known))
+            version = row.get("schema_version")
+            if version in READABLE_VERSIONS and version != table.schema_version:
+                problems.append(Problem(table.path, number, "schema_version", f"{quote(version)} in a file whose header is schema {table.schema_version}"))
             key = row_key(row)
             if key in seen:
                 file, first = seen[key]

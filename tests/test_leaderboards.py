@@ -197,7 +197,8 @@ BAD_CELLS = {
     "bad date": ({"date": "01/12/2026"}, "date", "YYYY-MM-DD"),
     "arguments not JSON": ({"method_arguments": "lora=stage1"}, "method_arguments", "JSON object"),
     "bad weights fingerprint": ({"weights_fingerprint": "weights=xyz"}, "weights_fingerprint", "name=hexdigest"),
-    "other schema version": ({"schema_version": "1.0"}, "schema_version", "reads schema 1.1"),
+    "other schema version": ({"schema_version": "2.0"}, "schema_version", "reads schema 1.0 and 1.1"),
+    "version unlike the header": ({"schema_version": "1.0"}, "schema_version", "in a file whose header is schema 1.1"),
 }  # fmt: skip
 
 

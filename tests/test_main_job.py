@@ -36,7 +36,10 @@ def test_main_job_runs_with_a_smaller_limit(tmp_path):
     assert {m["horizon_s"] for m in results["metrics"]} == {10.0, 90.0}
 
 
-@pytest.mark.parametrize("module", ["benchmark.run", "benchmark.evaluate", "benchmark.splits", "benchmark.splits.synthetic", "benchmark.weights"])
+@pytest.mark.parametrize(
+    "module",
+    ["benchmark.run", "benchmark.evaluate", "benchmark.splits", "benchmark.splits.synthetic", "benchmark.weights", "benchmark.gpu_check", "everanimate.sample", "everanimate.lora", "everanimate.train"],
+)
 def test_help_explains(module):
     done = cli(module, "--help")
     assert done.returncode == 0 and "usage:" in done.stdout and len(done.stdout) > 300
