@@ -76,23 +76,26 @@ def counted_flops(run: Any) -> int:
     return int(counter.get_total_flops())
 
 
-def transformer_pass_flops(model: Any, slots: int, latent_h: int, latent_w: int, face_size: int) -> int:
-    """FLOPs of one forward pass of ``model`` over ``slots`` time slots (slot 0 and any prepended slots
-    included) of a ``latent_h x latent_w`` latent, on whatever device the model is (meta counts too)."""
+def transformer_inputs(model: Any, slots: int, latent_h: int, latent_w: int, face_size: int) -> dict[str, Any]:
+    """Zero inputs of one forward pass of ``model`` over ``slots`` time slots (slot 0 and any prepended
+    slots included) of a ``latent_h x latent_w`` latent, on the model's device and dtype."""
     config, device, dtype = model.config, model.device, model.dtype
     targets = slots - 1
-    hidden = torch.zeros(1, config.in_channels, slots, latent_h, latent_w, device=device, dtype=dtype)
-    pose = torch.zeros(1, config.latent_channels, targets, latent_h, latent_w, device=device, dtype=dtype)
-    face = torch.zeros(1, 3, 4 * (targets - 1) + 1, face_size, face_size, device=device, dtype=dtype)
-    text = torch.zeros(1, TEXT_TOKENS, config.text_dim, device=device, dtype=dtype)
-    image = None if config.image_dim is None else torch.zeros(1, CLIP_TOKENS, config.image_dim, device=device, dtype=dtype)
-    timestep = torch.full((1,), 500.0, device=device)
-    return counted_flops(
-        lambda: model(
-            hidden_states=hidden, timestep=timestep, encoder_hidden_states=text, encoder_hidden_states_image=image,
-            pose_hidden_states=pose, face_pixel_values=face, return_dict=False,
-        )  # fmt: skip
-    )
+    return {
+        "hidden_states": torch.zeros(1, config.in_channels, slots, latent_h, latent_w, device=device, dtype=dtype),
+        "timestep": torch.full((1,), 500.0, device=device),
+        "encoder_hidden_states": torch.zeros(1, TEXT_TOKENS, config.text_dim, device=device, dtype=dtype),
+        "encoder_hidden_states_image": None if config.image_dim is None else torch.zeros(1, CLIP_TOKENS, config.image_dim, device=device, dtype=dtype),
+        "pose_hidden_states": torch.zeros(1, config.latent_channels, targets, latent_h, latent_w, device=device, dtype=dtype),
+        "face_pixel_values": torch.zeros(1, 3, 4 * (targets - 1) + 1, face_size, face_size, device=device, dtype=dtype),
+        "return_dict": False,
+    }
+
+
+def transformer_pass_flops(model: Any, slots: int, latent_h: int, latent_w: int, face_size: int) -> int:
+    """FLOPs of one forward pass of ``model`` on :func:`transformer_inputs` (the meta device counts too)."""
+    inputs = transformer_inputs(model, slots, latent_h, latent_w, face_size)
+    return counted_flops(lambda: model(**inputs))
 
 
 def vae_flops(vae: Any, frames: int, height: int, width: int) -> tuple[int, int]:
